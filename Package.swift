@@ -1,0 +1,37 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "replayctl",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "replayctl", targets: ["replayctl"]),
+        .library(name: "TraceFormat", targets: ["TraceFormat"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CTraceFS",
+            pkgConfig: "libtracefs",
+            providers: [.apt(["libtracefs-dev", "libtraceevent-dev"])]
+        ),
+        .target(name: "CReplay"),
+        .target(name: "TraceFormat"),
+        .target(name: "Stats"),
+        .target(name: "Recorder", dependencies: ["CTraceFS", "TraceFormat"]),
+        .target(name: "Replayer", dependencies: ["CReplay", "TraceFormat", "Stats"]),
+        .executableTarget(
+            name: "replayctl",
+            dependencies: [
+                "TraceFormat", "Recorder", "Replayer", "Stats",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "TraceFormatTests", dependencies: ["TraceFormat"]),
+        .testTarget(name: "RecorderTests", dependencies: ["Recorder", "TraceFormat"]),
+        .testTarget(name: "ReplayerTests", dependencies: ["Replayer", "TraceFormat"]),
+        .testTarget(name: "StatsTests", dependencies: ["Stats"]),
+    ]
+)

@@ -1,0 +1,3 @@
+#ifndef REPLAYCTL_CREPLAY_H
+#define REPLAYCTL_CREPLAY_H
+#endif

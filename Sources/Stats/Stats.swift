@@ -1,0 +1,2 @@
+/// Latency distributions and comparisons.
+public enum StatsModule {}

@@ -1,0 +1,343 @@
+import Foundation
+
+/// Reads a `.rpl` file: metadata and task table at open, events streamed chunk by chunk.
+///
+/// A complete file is opened through its footer index. A file without a valid footer (a
+/// recorder killed mid-way, a truncated copy) is scanned block by block: every intact chunk
+/// is kept, and `damage` says what was lost and where.
+public final class TraceReader {
+    public let path: String
+    public private(set) var metadata = TraceMetadata()
+    /// Task table, index 0 the idle task.
+    public private(set) var tasks: [TaskInfo] = [TaskInfo.idle]
+    /// Events chunks in file order.
+    public private(set) var chunks: [ChunkInfo] = []
+    /// What could not be read at open (empty for an intact file).
+    public private(set) var damage: [TraceDamage] = []
+    /// True when the file has no valid footer: it was recovered by scanning.
+    public private(set) var isRecovered = false
+    /// Format version of the file.
+    public private(set) var version: (major: UInt16, minor: UInt16) = (0, 0)
+    /// Size of the file in bytes.
+    public let fileSize: UInt64
+    private let handle: FileHandle
+
+    /// Total events in the readable chunks.
+    public var eventCount: UInt64 { chunks.reduce(0) { $0 + UInt64($1.eventCount) } }
+
+    /// Opens `path` and reads its metadata, task table and chunk index.
+    /// - Throws: `TraceError` when the file cannot be read or is not a trace.
+    public init(path: String) throws {
+        self.path = path
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            let reason = FileManager.default.fileExists(atPath: path) ? "cannot open the file (permission?)" : "no such file"
+            throw TraceError.io(path: path, reason: reason)
+        }
+        self.handle = handle
+        do {
+            fileSize = try handle.seekToEnd()
+        } catch {
+            throw TraceError.io(path: path, reason: "cannot read the file size: \(error)")
+        }
+        let header = try read(at: 0, count: min(RPLFormat.fileHeaderSize, Int(fileSize)))
+        guard header.count >= 8, Array(header.prefix(8)) == RPLFormat.magic else {
+            throw TraceError.notATrace(path: path, detail: header.count < 8 ? "only \(fileSize) bytes" : "wrong magic number")
+        }
+        guard header.count == RPLFormat.fileHeaderSize else {
+            throw TraceError.empty(path: path, detail: "the file ends inside its header (\(fileSize) bytes): nothing was recorded")
+        }
+        let major = header.withUnsafeBytes { readLE($0, 8, as: UInt16.self) }
+        let minor = header.withUnsafeBytes { readLE($0, 10, as: UInt16.self) }
+        version = (major, minor)
+        guard major <= RPLFormat.majorVersion, major > 0 else {
+            throw TraceError.unsupportedVersion(path: path, major: major, minor: minor)
+        }
+        if !(try openThroughFooter()) {
+            isRecovered = true
+            try scan()
+        }
+    }
+
+    deinit { try? handle.close() }
+
+    // MARK: Reading blocks
+
+    private func read(at offset: UInt64, count: Int) throws -> [UInt8] {
+        do {
+            try handle.seek(toOffset: offset)
+            let data = try handle.read(upToCount: count) ?? Data()
+            return [UInt8](data)
+        } catch {
+            throw TraceError.io(path: path, reason: "read failed at byte \(offset): \(error)")
+        }
+    }
+
+    private struct BlockHeader {
+        var type: UInt8
+        var length: Int
+        var payloadCRC: UInt32
+    }
+
+    /// Parses and checks a block header; nil when its checksum is wrong or it is implausible.
+    private func parseHeader(_ bytes: [UInt8]) -> BlockHeader? {
+        guard bytes.count >= RPLFormat.blockHeaderSize else { return nil }
+        return bytes.withUnsafeBytes { raw -> BlockHeader? in
+            let headerCRC = readLE(raw, 12, as: UInt32.self)
+            guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<12])) == headerCRC else { return nil }
+            let length = Int(readLE(raw, 4, as: UInt32.self))
+            guard length <= RPLFormat.maximumBlockPayload else { return nil }
+            return BlockHeader(type: raw[0], length: length, payloadCRC: readLE(raw, 8, as: UInt32.self))
+        }
+    }
+
+    /// Reads the block at `offset`, checking both checksums.
+    private func readBlock(at offset: UInt64, expecting type: BlockType? = nil) throws -> (type: UInt8, payload: [UInt8]) {
+        guard offset <= fileSize, fileSize - offset >= UInt64(RPLFormat.blockHeaderSize) else {
+            throw TraceError.corruptBlock(path: path, offset: offset, reason: "block header lies past the end of the file")
+        }
+        let headerBytes = try read(at: offset, count: RPLFormat.blockHeaderSize)
+        guard let header = parseHeader(headerBytes) else {
+            throw TraceError.corruptBlock(path: path, offset: offset, reason: "block header checksum mismatch")
+        }
+        if let type, header.type != type.rawValue {
+            throw TraceError.corruptBlock(path: path, offset: offset, reason: "expected a block of type \(type.rawValue), found \(header.type)")
+        }
+        let start = offset + UInt64(RPLFormat.blockHeaderSize)
+        guard fileSize - start >= UInt64(header.length) else {
+            throw TraceError.corruptBlock(path: path, offset: offset, reason: "block of \(header.length) bytes runs past the end of the file")
+        }
+        let payload = try read(at: start, count: header.length)
+        guard payload.count == header.length, CRC32C.checksum(payload) == header.payloadCRC else {
+            throw TraceError.corruptBlock(path: path, offset: offset, reason: "payload checksum mismatch")
+        }
+        return (header.type, payload)
+    }
+
+    private func decodeJSON<T: Decodable>(_ type: T.Type, _ payload: [UInt8], at offset: UInt64) throws -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(payload))
+        } catch {
+            throw TraceError.corruptBlock(path: path, offset: offset, reason: "bad JSON: \(error)")
+        }
+    }
+
+    // MARK: Opening
+
+    /// Opens a complete file through its trailer and index. Returns false when the file has
+    /// no usable footer, so that the caller scans it instead.
+    private func openThroughFooter() throws -> Bool {
+        let minimum = UInt64(RPLFormat.fileHeaderSize + RPLFormat.trailerSize)
+        guard fileSize >= minimum else { return false }
+        let trailer = try read(at: fileSize - UInt64(RPLFormat.trailerSize), count: RPLFormat.trailerSize)
+        guard trailer.count == RPLFormat.trailerSize, Array(trailer[8..<16]) == RPLFormat.endMagic else { return false }
+        let indexOffset = trailer.withUnsafeBytes { readLE($0, 0, as: UInt64.self) }
+        do {
+            let (_, payload) = try readBlock(at: indexOffset, expecting: .index)
+            guard payload.count >= 20 else { return false }
+            let (metadataOffset, tableOffset, count) = payload.withUnsafeBytes {
+                (readLE($0, 0, as: UInt64.self), readLE($0, 8, as: UInt64.self), Int(readLE($0, 16, as: UInt32.self)))
+            }
+            guard payload.count == 20 + count * 32 else { return false }
+            var entries: [ChunkInfo] = []
+            entries.reserveCapacity(count)
+            payload.withUnsafeBytes { raw in
+                for i in 0..<count {
+                    let o = 20 + i * 32
+                    entries.append(ChunkInfo(
+                        offset: readLE(raw, o, as: UInt64.self),
+                        firstTimestamp: readLE(raw, o + 8, as: UInt64.self),
+                        lastTimestamp: readLE(raw, o + 16, as: UInt64.self),
+                        eventCount: readLE(raw, o + 24, as: UInt32.self),
+                        taskCount: readLE(raw, o + 28, as: UInt32.self)))
+                }
+            }
+            let (_, metadataPayload) = try readBlock(at: metadataOffset, expecting: .finalMetadata)
+            let (_, tablePayload) = try readBlock(at: tableOffset, expecting: .taskTable)
+            let table = try decodeJSON([TaskInfo].self, tablePayload, at: tableOffset)
+            guard !table.isEmpty, entries.allSatisfy({ Int($0.taskCount) <= table.count && $0.offset < fileSize }) else { return false }
+            metadata = try decodeJSON(TraceMetadata.self, metadataPayload, at: metadataOffset)
+            tasks = table
+            chunks = entries
+            return true
+        } catch {
+            // A damaged footer: fall back to scanning, which reports what it finds.
+            return false
+        }
+    }
+
+    /// Walks the blocks from the start, keeping every intact one and recording the rest.
+    private func scan() throws {
+        var offset = UInt64(RPLFormat.fileHeaderSize)
+        var sawMetadata = false
+        while offset < fileSize {
+            let remaining = fileSize - offset
+            if remaining < UInt64(RPLFormat.blockHeaderSize) {
+                damage.append(TraceDamage(offset: offset, length: remaining, reason: "file truncated inside a block header"))
+                break
+            }
+            let headerBytes = try read(at: offset, count: RPLFormat.blockHeaderSize)
+            guard let header = parseHeader(headerBytes) else {
+                // The trailer of a complete file whose index could not be used ends here too.
+                if remaining == UInt64(RPLFormat.trailerSize), Array(headerBytes[8..<16]) == RPLFormat.endMagic { break }
+                let next = try resynchronize(after: offset)
+                damage.append(TraceDamage(offset: offset, length: next - offset, reason: "unreadable block header"))
+                offset = next
+                continue
+            }
+            let blockEnd = offset + UInt64(RPLFormat.blockHeaderSize) + UInt64(header.length)
+            if blockEnd > fileSize {
+                damage.append(TraceDamage(offset: offset, length: remaining,
+                                          reason: "file truncated inside a block of \(header.length) bytes (the writer was stopped before finishing it)"))
+                break
+            }
+            let payload = try read(at: offset + UInt64(RPLFormat.blockHeaderSize), count: header.length)
+            guard CRC32C.checksum(payload) == header.payloadCRC else {
+                damage.append(TraceDamage(offset: offset, length: blockEnd - offset,
+                                          reason: header.type == BlockType.events.rawValue ? "events chunk fails its checksum" : "block of type \(header.type) fails its checksum"))
+                offset = blockEnd
+                continue
+            }
+            switch BlockType(rawValue: header.type) {
+            case .metadata?, .finalMetadata?:
+                if let m = try? decodeJSON(TraceMetadata.self, payload, at: offset) {
+                    // Keep the final metadata when present; the first otherwise.
+                    if header.type == BlockType.finalMetadata.rawValue || !sawMetadata { metadata = m }
+                    sawMetadata = true
+                } else {
+                    damage.append(TraceDamage(offset: offset, length: blockEnd - offset, reason: "metadata is not valid JSON"))
+                }
+            case .taskDefinitions?:
+                if let defs = try? decodeJSON([TaskDefinition].self, payload, at: offset) {
+                    for d in defs where d.index < 1 << 24 {
+                        let i = Int(d.index)
+                        if i >= tasks.count {
+                            tasks.append(contentsOf: repeatElement(TaskInfo(tid: -1, tgid: -1, comm: "<lost>"), count: i + 1 - tasks.count))
+                        }
+                        tasks[i] = d.task
+                    }
+                } else {
+                    damage.append(TraceDamage(offset: offset, length: blockEnd - offset, reason: "task definitions are not valid JSON"))
+                }
+            case .taskTable?:
+                if let table = try? decodeJSON([TaskInfo].self, payload, at: offset), table.count >= tasks.count { tasks = table }
+            case .events?:
+                if payload.count >= 20 {
+                    payload.withUnsafeBytes { raw in
+                        chunks.append(ChunkInfo(offset: offset, firstTimestamp: readLE(raw, 0, as: UInt64.self),
+                                                lastTimestamp: readLE(raw, 8, as: UInt64.self),
+                                                eventCount: readLE(raw, 16, as: UInt32.self), taskCount: UInt32(tasks.count)))
+                    }
+                } else {
+                    damage.append(TraceDamage(offset: offset, length: blockEnd - offset, reason: "events chunk too short"))
+                }
+            case .index?, nil:
+                break  // an unknown type ≥ 128 is optional; < 128 from a newer minor version is skipped too
+            }
+            offset = blockEnd
+        }
+        if !sawMetadata && chunks.isEmpty {
+            throw TraceError.empty(path: path, detail: "no readable block: \(damage.map(\.description).joined(separator: "; "))")
+        }
+        // Metadata from the start of a recording has no duration yet: take it from the events.
+        if metadata.durationNanoseconds == 0, let first = chunks.first, let last = chunks.last {
+            metadata.firstTimestamp = first.firstTimestamp
+            metadata.lastTimestamp = last.lastTimestamp
+            metadata.durationNanoseconds = last.lastTimestamp &- first.firstTimestamp
+        }
+    }
+
+    /// Finds the next offset after `offset` where a valid block header starts (or the end).
+    private func resynchronize(after offset: UInt64) throws -> UInt64 {
+        var position = offset + 1
+        let window = 1 << 16
+        while position < fileSize {
+            let bytes = try read(at: position, count: window + RPLFormat.blockHeaderSize)
+            if bytes.count < RPLFormat.blockHeaderSize { break }
+            for i in 0...(bytes.count - RPLFormat.blockHeaderSize) {
+                let t = bytes[i]
+                guard t >= 1 && t <= 6, bytes[i + 1] == 0, bytes[i + 2] == 0, bytes[i + 3] == 0 else { continue }
+                if parseHeader(Array(bytes[i..<i + RPLFormat.blockHeaderSize])) != nil { return position + UInt64(i) }
+            }
+            position += UInt64(window)
+        }
+        return fileSize
+    }
+
+    // MARK: Events
+
+    /// Calls `body` for every event in file (time) order, or only for those with
+    /// `timeRange.contains(timestamp)`, found through the index.
+    /// - Parameter skipDamaged: skip a chunk that fails its checks, and collect its error
+    ///   in `skipped`, instead of throwing.
+    /// - Throws: `TraceError.corruptChunk` for a damaged chunk unless `skipDamaged`.
+    public func forEachEvent(
+        in timeRange: ClosedRange<UInt64>? = nil, skipDamaged: Bool = false,
+        skipped: ((TraceError) -> Void)? = nil, _ body: (Event) throws -> Void
+    ) throws {
+        var start = 0
+        if let timeRange {
+            // First chunk that can hold an event at or after the lower bound.
+            var lo = 0, hi = chunks.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if chunks[mid].lastTimestamp < timeRange.lowerBound { lo = mid + 1 } else { hi = mid }
+            }
+            start = lo
+        }
+        for number in start..<chunks.count {
+            let chunk = chunks[number]
+            if let timeRange, chunk.firstTimestamp > timeRange.upperBound { break }
+            do {
+                try decodeChunk(number) { event in
+                    if let timeRange, !timeRange.contains(event.timestamp) { return }
+                    try body(event)
+                }
+            } catch let error as TraceError where skipDamaged {
+                skipped?(error)
+            }
+        }
+    }
+
+    /// Every event of the trace, in order.
+    public func allEvents() throws -> [Event] {
+        var events: [Event] = []
+        events.reserveCapacity(Int(min(eventCount, 1 << 26)))
+        try forEachEvent { events.append($0) }
+        return events
+    }
+
+    /// Decodes chunk `number`, checking its block checksums and every field.
+    public func decodeChunk(_ number: Int, _ body: (Event) throws -> Void) throws {
+        let chunk = chunks[number]
+        let payload: [UInt8]
+        do {
+            payload = try readBlock(at: chunk.offset, expecting: .events).payload
+        } catch let TraceError.corruptBlock(_, offset, reason) {
+            throw TraceError.corruptChunk(path: path, chunk: number, offset: offset, reason: reason)
+        }
+        guard payload.count >= 20 else {
+            throw TraceError.corruptChunk(path: path, chunk: number, offset: chunk.offset, reason: "chunk shorter than its header")
+        }
+        let (first, count) = payload.withUnsafeBytes { (readLE($0, 0, as: UInt64.self), Int(readLE($0, 16, as: UInt32.self))) }
+        do {
+            try payload.withUnsafeBytes { raw in
+                try EventDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[20...]), firstTimestamp: first, count: count,
+                                        taskCount: min(Int(chunk.taskCount), tasks.count), body)
+            }
+        } catch let failure as DecodeFailure {
+            throw TraceError.corruptChunk(path: path, chunk: number, offset: chunk.offset,
+                                          reason: "event \(failure.eventNumber): \(failure.reason)")
+        }
+    }
+
+    /// Checks every chunk; returns the errors found (empty for a sound file).
+    public func validate() -> [TraceError] {
+        var errors: [TraceError] = []
+        for number in chunks.indices {
+            do { try decodeChunk(number) { _ in } } catch let e as TraceError { errors.append(e) } catch {
+                errors.append(.corruptChunk(path: path, chunk: number, offset: chunks[number].offset, reason: "\(error)"))
+            }
+        }
+        return errors
+    }
+}
