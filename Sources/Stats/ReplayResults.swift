@@ -1,0 +1,153 @@
+/// What `replayctl replay --output results.json` writes: the input of `replayctl compare`.
+/// Schema `replayctl-results/1`, documented in docs/results-json.md.
+public struct ReplayResults: Equatable, Sendable, Codable {
+    public static let schemaName = "replayctl-results/1"
+    public var schema: String = ReplayResults.schemaName
+    /// replayctl version that ran the replay.
+    public var tool: String
+    public var trace: TraceIdentity
+    /// The machine the replay ran on.
+    public var machine: MachineDescription
+    /// Replay options, as given (`cpuScale`, `affinity`, `policy`, `selection`, …).
+    public var options: [String: String]
+    /// Every run, warmups included (flagged).
+    public var runs: [ReplayRun]
+
+    public init(tool: String, trace: TraceIdentity, machine: MachineDescription, options: [String: String], runs: [ReplayRun] = []) {
+        self.tool = tool
+        self.trace = trace
+        self.machine = machine
+        self.options = options
+        self.runs = runs
+    }
+
+    /// Runs that count (not warmups).
+    public var measuredRuns: [ReplayRun] { runs.filter { !$0.warmup } }
+}
+
+/// Which trace was replayed: `compare` refuses results of different traces.
+public struct TraceIdentity: Equatable, Sendable, Codable {
+    public var path: String
+    /// SHA-256 of the trace file, hex.
+    public var sha256: String
+    /// Kernel and host the trace was recorded on.
+    public var recordedKernel: String
+    public var recordedHost: String
+    public var durationNanoseconds: UInt64
+    /// Tasks replayed (after selection) and events in the trace.
+    public var replayedTasks: Int
+    public var events: UInt64
+
+    public init(path: String, sha256: String, recordedKernel: String, recordedHost: String,
+                durationNanoseconds: UInt64, replayedTasks: Int, events: UInt64) {
+        self.path = path
+        self.sha256 = sha256
+        self.recordedKernel = recordedKernel
+        self.recordedHost = recordedHost
+        self.durationNanoseconds = durationNanoseconds
+        self.replayedTasks = replayedTasks
+        self.events = events
+    }
+}
+
+/// A machine and kernel.
+public struct MachineDescription: Equatable, Sendable, Codable {
+    public var hostname: String
+    public var kernelRelease: String
+    public var architecture: String
+    public var cpuModel: String
+    public var cpuCount: Int
+
+    public init(hostname: String, kernelRelease: String, architecture: String, cpuModel: String, cpuCount: Int) {
+        self.hostname = hostname
+        self.kernelRelease = kernelRelease
+        self.architecture = architecture
+        self.cpuModel = cpuModel
+        self.cpuCount = cpuCount
+    }
+}
+
+/// One replay run: fresh threads, released together.
+public struct ReplayRun: Equatable, Sendable, Codable {
+    public var index: Int
+    public var warmup: Bool
+    /// Wall-clock start, nanoseconds since the Unix epoch.
+    public var startWallTimeNanoseconds: UInt64
+    /// Release of the threads → last thread done (CLOCK_MONOTONIC).
+    public var makespanNanoseconds: UInt64
+    /// The same span in the trace, for the replayed tasks.
+    public var recordedMakespanNanoseconds: UInt64
+    /// Wake issued → wakee running, for waits that really blocked (nanoseconds).
+    public var wakeupLatency: LatencyHistogram
+    /// The same, split by whether waker and wakee were on the same CPU at that moment.
+    public var wakeupLatencySameCPU: LatencyHistogram
+    public var wakeupLatencyCrossCPU: LatencyHistogram
+    /// Timed sleep: deadline → running again (nanoseconds), for sleeps entered before their deadline.
+    public var timerOvershoot: LatencyHistogram
+    public var counts: ReplayCounts
+    public var tasks: [ReplayTaskResult]
+
+    public init(index: Int, warmup: Bool, startWallTimeNanoseconds: UInt64, makespanNanoseconds: UInt64,
+                recordedMakespanNanoseconds: UInt64, wakeupLatency: LatencyHistogram, wakeupLatencySameCPU: LatencyHistogram,
+                wakeupLatencyCrossCPU: LatencyHistogram, timerOvershoot: LatencyHistogram, counts: ReplayCounts, tasks: [ReplayTaskResult]) {
+        self.index = index
+        self.warmup = warmup
+        self.startWallTimeNanoseconds = startWallTimeNanoseconds
+        self.makespanNanoseconds = makespanNanoseconds
+        self.recordedMakespanNanoseconds = recordedMakespanNanoseconds
+        self.wakeupLatency = wakeupLatency
+        self.wakeupLatencySameCPU = wakeupLatencySameCPU
+        self.wakeupLatencyCrossCPU = wakeupLatencyCrossCPU
+        self.timerOvershoot = timerOvershoot
+        self.counts = counts
+        self.tasks = tasks
+    }
+}
+
+/// Event counts of one run.
+public struct ReplayCounts: Equatable, Sendable, Codable {
+    /// Task-to-task wakes issued.
+    public var wakes: UInt64 = 0
+    /// Waits whose wake had already arrived (no blocking, no latency sample).
+    public var waitsAlreadySatisfied: UInt64 = 0
+    /// Waits that blocked and were woken (one latency sample each).
+    public var waitsBlocked: UInt64 = 0
+    public var timedSleeps: UInt64 = 0
+    /// Timed sleeps whose deadline had passed when the thread got there (the replay ran late).
+    public var lateTimedSleeps: UInt64 = 0
+    /// Waits turned into timed sleeps when the programs were built (waker not replayed).
+    public var unmatchedWaits: UInt64 = 0
+    /// Waits given up after the safety timeout (a wake never came): should be 0.
+    public var timedOutWaits: UInt64 = 0
+
+    public init() {}
+}
+
+/// One replayed task in one run.
+public struct ReplayTaskResult: Equatable, Sendable, Codable {
+    public var originalTid: Int32
+    public var replayTid: Int32
+    public var comm: String
+    /// CPU time the trace says the task used, and what the replay thread used (CLOCK_THREAD_CPUTIME_ID).
+    public var recordedCpuNanoseconds: UInt64
+    public var cpuNanoseconds: UInt64
+    public var wakesReceived: UInt64
+    public var sleeps: UInt64
+    public var timedSleeps: UInt64
+    public var wakeupLatencyP50: UInt64
+    public var wakeupLatencyP99: UInt64
+
+    public init(originalTid: Int32, replayTid: Int32, comm: String, recordedCpuNanoseconds: UInt64, cpuNanoseconds: UInt64,
+                wakesReceived: UInt64, sleeps: UInt64, timedSleeps: UInt64, wakeupLatencyP50: UInt64, wakeupLatencyP99: UInt64) {
+        self.originalTid = originalTid
+        self.replayTid = replayTid
+        self.comm = comm
+        self.recordedCpuNanoseconds = recordedCpuNanoseconds
+        self.cpuNanoseconds = cpuNanoseconds
+        self.wakesReceived = wakesReceived
+        self.sleeps = sleeps
+        self.timedSleeps = timedSleeps
+        self.wakeupLatencyP50 = wakeupLatencyP50
+        self.wakeupLatencyP99 = wakeupLatencyP99
+    }
+}

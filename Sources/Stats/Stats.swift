@@ -1,2 +1,0 @@
-/// Latency distributions and comparisons.
-public enum StatsModule {}
