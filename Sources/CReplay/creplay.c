@@ -1,1 +1,120 @@
-// C shims for the replayer: calls Swift cannot make (variadic syscall/prctl, spin loops).
+#define _GNU_SOURCE
+#include "creplay.h"
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+int creplay_futex_wait(uint32_t *word, uint32_t expected, uint64_t timeout_ns) {
+    struct timespec ts, *tp = NULL;
+    if (timeout_ns) {
+        ts.tv_sec = (time_t)(timeout_ns / 1000000000ull);
+        ts.tv_nsec = (long)(timeout_ns % 1000000000ull);
+        tp = &ts;
+    }
+    long r = syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, tp, NULL, 0);
+    return r == 0 ? 0 : -errno;
+}
+
+int creplay_futex_wake(uint32_t *word, int count) {
+    long r = syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+    return r >= 0 ? (int)r : -errno;
+}
+
+uint32_t creplay_load32(const uint32_t *word) { return __atomic_load_n(word, __ATOMIC_SEQ_CST); }
+uint32_t creplay_add32(uint32_t *word, uint32_t value) { return __atomic_fetch_add(word, value, __ATOMIC_SEQ_CST); }
+void creplay_store32(uint32_t *word, uint32_t value) { __atomic_store_n(word, value, __ATOMIC_SEQ_CST); }
+uint64_t creplay_load64(const uint64_t *word) { return __atomic_load_n(word, __ATOMIC_SEQ_CST); }
+void creplay_store64(uint64_t *word, uint64_t value) { __atomic_store_n(word, value, __ATOMIC_SEQ_CST); }
+
+uint64_t creplay_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t creplay_thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int creplay_sleep_until(uint64_t deadline_ns) {
+    struct timespec ts;
+    ts.tv_sec = (time_t)(deadline_ns / 1000000000ull);
+    ts.tv_nsec = (long)(deadline_ns % 1000000000ull);
+    int r;
+    do {
+        r = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+    } while (r == EINTR);
+    return -r;
+}
+
+void creplay_spin(uint64_t iterations) {
+    for (uint64_t i = 0; i < iterations; i++) {
+        __asm__ volatile("" ::: "memory");
+    }
+}
+
+int creplay_set_timer_slack(unsigned long ns) {
+    return prctl(PR_SET_TIMERSLACK, ns, 0, 0, 0) == 0 ? 0 : -errno;
+}
+
+int creplay_set_name(const char *name) {
+    char buffer[16];
+    strncpy(buffer, name, 15);
+    buffer[15] = 0;
+    return prctl(PR_SET_NAME, (unsigned long)buffer, 0, 0, 0) == 0 ? 0 : -errno;
+}
+
+int creplay_gettid(void) { return (int)syscall(SYS_gettid); }
+int creplay_getcpu(void) { return sched_getcpu(); }
+
+struct creplay_sched_attr {
+    uint32_t size;
+    uint32_t sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime;
+    uint64_t sched_deadline;
+    uint64_t sched_period;
+};
+
+int creplay_set_policy(int tid, int policy, int nice, int rt_priority) {
+    struct creplay_sched_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.size = sizeof attr;
+    attr.sched_policy = (uint32_t)policy;
+    attr.sched_nice = nice;
+    attr.sched_priority = (uint32_t)rt_priority;
+    long r = syscall(SYS_sched_setattr, tid, &attr, 0);
+    return r == 0 ? 0 : -errno;
+}
+
+int creplay_set_affinity(int tid, const int *cpus, int count) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < count; i++) {
+        if (cpus[i] >= 0 && cpus[i] < CPU_SETSIZE) CPU_SET(cpus[i], &set);
+    }
+    return sched_setaffinity(tid, sizeof set, &set) == 0 ? 0 : -errno;
+}
+
+int creplay_thread_create(void *(*body)(void *), void *context, size_t stack_size, unsigned long *thread) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, stack_size);
+    pthread_t t;
+    int r = pthread_create(&t, &attr, body, context);
+    pthread_attr_destroy(&attr);
+    if (r == 0) *thread = (unsigned long)t;
+    return r;
+}
+
+int creplay_thread_join(unsigned long thread) { return pthread_join((pthread_t)thread, NULL); }

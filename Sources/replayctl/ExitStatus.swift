@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Replayer
 import TraceFormat
 
 /// sysexits.h codes used by every command.
@@ -40,6 +41,8 @@ func describe(_ error: Error) -> (String, Int32) {
         default:
             return (e.description, ExitStatus.dataError)
         }
+    case let e as ReplayError:
+        return (e.description, e == .interrupted ? 130 : ExitStatus.software)
     case let e as CommandError:
         return (e.message, e.code)
     default:

@@ -1,0 +1,321 @@
+import TraceFormat
+
+/// Which recorded tasks to replay.
+public struct TaskSelection: Sendable, Equatable {
+    /// Thread or process ids: the tasks with that tid, or in that thread group.
+    public var pids: [Int32] = []
+    /// Command names (exact, as in the task table).
+    public var comms: [String] = []
+    /// Process trees: the process, its threads and every descendant.
+    public var trees: [Int32] = []
+    /// Every user task (kernel threads still excluded unless named by `pids`).
+    public var all = false
+
+    public init(pids: [Int32] = [], comms: [String] = [], trees: [Int32] = [], all: Bool = false) {
+        self.pids = pids
+        self.comms = comms
+        self.trees = trees
+        self.all = all
+    }
+
+    /// True when nothing was asked: the recorded command's tree, or for a system-wide
+    /// trace every user task.
+    public var isDefault: Bool { pids.isEmpty && comms.isEmpty && trees.isEmpty && !all }
+
+    /// Resolves the selection against a task table. Kernel threads are left out unless a
+    /// `pids` entry names them.
+    public func resolve(_ tasks: [TaskInfo]) -> Set<TaskIndex> {
+        var selected = Set<TaskIndex>()
+        let user = tasks.indices.filter { $0 > 0 && !tasks[$0].isKernelThread && tasks[$0].tid > 0 }
+        if isDefault {
+            let recorded = user.filter { tasks[$0].isRecorded }
+            for i in recorded.isEmpty ? user : recorded { selected.insert(TaskIndex(i)) }
+            return selected
+        }
+        if all { for i in user { selected.insert(TaskIndex(i)) } }
+        for i in tasks.indices where i > 0 {
+            let t = tasks[i]
+            if pids.contains(t.tid) || pids.contains(t.tgid) { selected.insert(TaskIndex(i)) }
+        }
+        for i in user where comms.contains(tasks[i].comm) { selected.insert(TaskIndex(i)) }
+        if !trees.isEmpty {
+            // A task is in a tree when it, its thread group or an ancestor is a root.
+            var memo = [Int: Bool]()
+            func inTree(_ i: Int, depth: Int) -> Bool {
+                if let m = memo[i] { return m }
+                let t = tasks[i]
+                var result = trees.contains(t.tid) || trees.contains(t.tgid)
+                if !result, depth < 4096, let p = t.parent, p.intValue > 0, p.intValue < tasks.count, p.intValue != i {
+                    result = inTree(p.intValue, depth: depth + 1)
+                }
+                memo[i] = result
+                return result
+            }
+            for i in user where inTree(i, depth: 0) { selected.insert(TaskIndex(i)) }
+        }
+        return selected
+    }
+}
+
+/// Turns a trace into replay programs (DESIGN.md, "Replay model"). Pure: no threads, no clocks.
+///
+/// Two passes over the events. The first rebuilds every selected task's run intervals with
+/// `RunTracker` (so runs whose switch-in the kernel did not log still get their true length,
+/// and idle gaps are never burned). The second walks the events in order and cuts each task's
+/// CPU time at the points where it woke someone, blocked, forked, exec'd or exited:
+/// - a switch-out in a blocked state (S, D, …) is a sleep; a preemption (R) is not,
+/// - the sleep ends with the next `sched_waking` of the task: from a replayed task in task
+///   context it becomes `wait` on that waker's edge, and the waker gets a `wake` at that
+///   point of its own program; from an interrupt, a timer or an unreplayed task it becomes a
+///   timed sleep to the recorded wake time,
+/// - a fork by a replayed parent becomes `spawn`; other tasks start at their first activity.
+public enum PlanBuilder {
+    /// Builds the plan for `selection` from a trace file (reads it twice, streaming).
+    /// - Throws: `TraceError` for a damaged chunk.
+    public static func build(reader: TraceReader, selection: Set<TaskIndex>) throws -> ReplayPlan {
+        var builder = Builder(tasks: reader.tasks, selection: selection)
+        try reader.forEachEvent { builder.trackRuns($0) }
+        builder.finishRuns()
+        try reader.forEachEvent { builder.feed($0) }
+        return builder.finish()
+    }
+
+    /// Builds the plan from events in memory (tests, imports).
+    public static func build(events: [Event], tasks: [TaskInfo], selection: Set<TaskIndex>) -> ReplayPlan {
+        var builder = Builder(tasks: tasks, selection: selection)
+        for e in events { builder.trackRuns(e) }
+        builder.finishRuns()
+        for e in events { builder.feed(e) }
+        return builder.finish()
+    }
+
+    struct TaskState {
+        var program = -1
+        var blocked = false
+        /// The current block is the one the task was in when the trace (or the task) started.
+        var initialBlock = false
+        var exited = false
+        /// CPU time is accounted up to this trace time.
+        var boundary: UInt64 = 0
+        var intervals: [RunInterval] = []
+        var cursor = 0
+    }
+
+    struct Builder {
+        let tasks: [TaskInfo]
+        let selected: [Bool]
+        var state: [TaskState]
+        var tracker: RunTracker
+        var plan = ReplayPlan()
+        var edgeIndex: [UInt64: Int] = [:]
+        var started = false
+        var lastTimestamp: UInt64 = 0
+
+        init(tasks: [TaskInfo], selection: Set<TaskIndex>) {
+            self.tasks = tasks
+            var s = [Bool](repeating: false, count: tasks.count)
+            for t in selection where t.intValue < tasks.count && !t.isIdle { s[t.intValue] = true }
+            selected = s
+            state = [TaskState](repeating: TaskState(), count: tasks.count)
+            tracker = RunTracker(taskCount: tasks.count)
+        }
+
+        @inline(__always) func isSelected(_ t: TaskIndex?) -> Bool {
+            guard let t, t.intValue < selected.count else { return false }
+            return selected[t.intValue]
+        }
+
+        // MARK: Pass 1
+
+        mutating func trackRuns(_ event: Event) {
+            if !started {
+                started = true
+                plan.traceStart = event.timestamp
+            }
+            if let run = tracker.feed(event), isSelected(run.task) { state[run.task.intValue].intervals.append(run) }
+        }
+
+        mutating func finishRuns() {
+            var late: [RunInterval] = []
+            tracker.finish { run in late.append(run) }
+            for run in late where isSelected(run.task) { state[run.task.intValue].intervals.append(run) }
+            for i in state.indices where !state[i].intervals.isEmpty {
+                state[i].intervals.sort { $0.start < $1.start }
+            }
+            plan.inferredSwitchIns = tracker.inferredSwitchIns
+        }
+
+        // MARK: Pass 2
+
+        /// CPU time `task` spent running between `from` and `to` (trace time).
+        mutating func cpu(_ task: Int, from: UInt64, to: UInt64) -> UInt64 {
+            guard to > from else { return 0 }
+            var total: UInt64 = 0
+            let intervals = state[task].intervals
+            var i = state[task].cursor
+            while i < intervals.count && intervals[i].end <= from { i += 1 }
+            state[task].cursor = i
+            while i < intervals.count && intervals[i].start < to {
+                let s = max(intervals[i].start, from)
+                let e = min(intervals[i].end, to)
+                if e > s { total += e - s }
+                i += 1
+            }
+            return total
+        }
+
+        func offset(_ t: UInt64) -> UInt64 { t > plan.traceStart ? t - plan.traceStart : 0 }
+
+        mutating func append(_ atom: Atom, to task: Int) {
+            plan.programs[state[task].program].atoms.append(atom)
+        }
+
+        /// Accounts the task's CPU time up to `t` as a run atom (merged with a run before it).
+        mutating func emitRun(_ task: Int, upTo t: UInt64) {
+            let ns = cpu(task, from: state[task].boundary, to: t)
+            state[task].boundary = max(state[task].boundary, t)
+            guard ns > 0 else { return }
+            let p = state[task].program
+            if case let .run(previous)? = plan.programs[p].atoms.last {
+                plan.programs[p].atoms[plan.programs[p].atoms.count - 1] = .run(nanoseconds: previous + ns)
+            } else {
+                plan.programs[p].atoms.append(.run(nanoseconds: ns))
+            }
+            plan.programs[p].recordedCPUNanoseconds += ns
+        }
+
+        mutating func newProgram(_ task: Int) -> Int {
+            plan.programs.append(TaskProgram(task: TaskIndex(task), info: tasks[task]))
+            state[task].program = plan.programs.count - 1
+            return state[task].program
+        }
+
+        /// Creates the program of a task that existed before the trace (or was forked by an
+        /// unreplayed parent we did not see), the first time it shows up.
+        mutating func ensureStarted(_ task: Int, at t: UInt64, blocked: Bool) {
+            guard state[task].program < 0 else { return }
+            _ = newProgram(task)
+            state[task].boundary = plan.traceStart
+            if blocked {
+                state[task].blocked = true
+                state[task].initialBlock = true
+            } else if let first = state[task].intervals.first, offset(first.start) > 0 {
+                // Runnable from the start but first ran later: start it then.
+                append(.sleepUntil(offset: offset(first.start), unmatched: false), to: task)
+                state[task].boundary = first.start
+            }
+        }
+
+        mutating func edge(from waker: Int, to wakee: Int, spawn: Bool) -> Int {
+            let key = UInt64(waker) << 33 | UInt64(wakee) << 1 | (spawn ? 1 : 0)
+            if let e = edgeIndex[key] { return e }
+            plan.edges.append(WakeEdge(waker: waker, wakee: wakee, isSpawn: spawn, count: 0))
+            edgeIndex[key] = plan.edges.count - 1
+            return plan.edges.count - 1
+        }
+
+        mutating func feed(_ event: Event) {
+            let t = event.timestamp
+            lastTimestamp = max(lastTimestamp, t)
+            switch event.kind {
+            case let .waking(waker, target, _, context):
+                let x = target.intValue
+                guard isSelected(target), !state[x].exited else {
+                    if context == .task, isSelected(waker), !target.isIdle { plan.wakesToUnreplayed += 1 }
+                    return
+                }
+                ensureStarted(x, at: t, blocked: true)
+                // An exiting task still wakes its parent (exit_notify runs after sched_process_exit).
+                if context == .task, let waker, isSelected(waker), waker != target {
+                    let w = waker.intValue
+                    ensureStarted(w, at: t, blocked: false)
+                    emitRun(w, upTo: t)
+                    let e = edge(from: state[w].program, to: state[x].program, spawn: false)
+                    plan.edges[e].count += 1
+                    append(.wake(edge: e, target: state[x].program), to: w)
+                    if state[x].blocked {
+                        append(.wait(edge: e, count: plan.edges[e].count, recordedWake: offset(t)), to: x)
+                        endBlock(x, at: t)
+                    }
+                } else if state[x].blocked {
+                    let unmatched = context == .task && !(waker.map { $0 == target || $0.isIdle } ?? false)
+                    if unmatched { plan.unmatchedWaits += 1 }
+                    append(.sleepUntil(offset: offset(t), unmatched: unmatched), to: x)
+                    endBlock(x, at: t)
+                }
+            case let .switchTask(prev, prevState, next):
+                if isSelected(prev), !state[prev.intValue].exited {
+                    let p = prev.intValue
+                    ensureStarted(p, at: t, blocked: false)
+                    if prevState.isBlocked && !state[p].blocked {
+                        emitRun(p, upTo: t)
+                        state[p].blocked = true
+                        state[p].initialBlock = false
+                    }
+                }
+                if isSelected(next), !state[next.intValue].exited {
+                    ensureStarted(next.intValue, at: t, blocked: false)
+                    // Running again without a wakeup we saw (lost event): the block is over.
+                    if state[next.intValue].blocked {
+                        let n = next.intValue
+                        append(.sleepUntil(offset: offset(t), unmatched: false), to: n)
+                        endBlock(n, at: t)
+                    }
+                }
+            case let .fork(parent, child):
+                let c = child.intValue
+                guard isSelected(child), state[c].program < 0 else { return }
+                if isSelected(parent), !state[parent.intValue].exited {
+                    let p = parent.intValue
+                    ensureStarted(p, at: t, blocked: false)
+                    emitRun(p, upTo: t)
+                    let program = newProgram(c)
+                    plan.programs[program].spawnedBy = state[p].program
+                    let e = edge(from: state[p].program, to: program, spawn: true)
+                    plan.edges[e].count = 1
+                    append(.spawn(program: program, edge: e), to: p)
+                    append(.wait(edge: e, count: 1, recordedWake: offset(t)), to: c)
+                } else {
+                    _ = newProgram(c)
+                    if offset(t) > 0 { append(.sleepUntil(offset: offset(t), unmatched: false), to: c) }
+                }
+                state[c].boundary = t
+            case let .exec(task, comm):
+                guard isSelected(task), !state[task.intValue].exited else { return }
+                ensureStarted(task.intValue, at: t, blocked: false)
+                emitRun(task.intValue, upTo: t)
+                append(.exec(comm: comm), to: task.intValue)
+            case let .exit(task):
+                guard isSelected(task), !state[task.intValue].exited else { return }
+                ensureStarted(task.intValue, at: t, blocked: false)
+                emitRun(task.intValue, upTo: t)
+                state[task.intValue].exited = true
+            case .runtime(let task, _):
+                if isSelected(task) { ensureStarted(task.intValue, at: t, blocked: false) }
+            case .wakeupNew, .migrate:
+                break
+            }
+        }
+
+        mutating func endBlock(_ task: Int, at t: UInt64) {
+            if !state[task].initialBlock { plan.programs[state[task].program].sleeps += 1 }
+            state[task].blocked = false
+            state[task].initialBlock = false
+            state[task].boundary = max(state[task].boundary, t)
+        }
+
+        mutating func finish() -> ReplayPlan {
+            var last: UInt64 = plan.traceStart
+            for i in state.indices where state[i].program >= 0 {
+                if !state[i].exited {
+                    let end = state[i].intervals.last.map { max($0.end, state[i].boundary) } ?? state[i].boundary
+                    emitRun(i, upTo: end)
+                }
+                last = max(last, state[i].boundary)
+            }
+            plan.recordedMakespan = last - plan.traceStart
+            // A trailing wait or sleep with nothing after it is kept: it reproduces the last block.
+            return plan
+        }
+    }
+}

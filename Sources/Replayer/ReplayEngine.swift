@@ -1,0 +1,427 @@
+import CReplay
+import Foundation
+import Stats
+import Synchronization
+import TraceFormat
+
+/// How to replay.
+public struct ReplayOptions: Sendable {
+    /// Multiplies every recorded run length (a machine twice as fast: 0.5).
+    public var cpuScale: Double = 1
+    /// Apply the recorded CPU affinity (folded onto the CPUs present).
+    public var applyAffinity = true
+    /// Apply the recorded policy, nice value and real-time priority.
+    public var applyPolicy = true
+    /// Refuse plans with more threads than this.
+    public var maxThreads = 4096
+    /// Stack of each replay thread.
+    public var stackSize = 256 << 10
+    /// A wait that lasts this long without its wake is abandoned and counted (never a hang).
+    public var waitTimeoutNanoseconds: UInt64 = 10_000_000_000
+    /// Timer slack of replay threads (the default 50 µs would add 50–100 µs to every sleep).
+    public var timerSlackNanoseconds: UInt = 1
+
+    public init() {}
+}
+
+/// Errors of the replay engine.
+public enum ReplayError: Error, CustomStringConvertible, Equatable {
+    case tooManyThreads(needed: Int, limit: Int)
+    case threadCreation(index: Int, comm: String, errno: Int32)
+    case nothingToReplay(String)
+    case interrupted
+
+    public var description: String {
+        switch self {
+        case let .tooManyThreads(needed, limit):
+            "the selection needs \(needed) threads, more than the limit of \(limit) — select fewer tasks (--pid, --comm, --tree) or raise --max-threads"
+        case let .threadCreation(index, comm, code):
+            "cannot create replay thread \(index) (\(comm)): \(String(cString: strerror(code))) — check `ulimit -u`, kernel.pid_max and vm.max_map_count, or select fewer tasks"
+        case let .nothingToReplay(why):
+            "nothing to replay: \(why)"
+        case .interrupted:
+            "replay interrupted"
+        }
+    }
+}
+
+/// Set from a signal handler to stop a replay promptly (SIGINT/SIGTERM).
+public enum ReplayInterrupt {
+    static let flag = Atomic<UInt32>(0)
+    /// Asks every running replay to stop.
+    public static func request() { flag.store(1, ordering: .relaxed) }
+    public static var isRequested: Bool { flag.load(ordering: .relaxed) != 0 }
+    /// Installs SIGINT and SIGTERM handlers that call `request()`.
+    public static func installSignalHandlers() {
+        let handler: @convention(c) (Int32) -> Void = { _ in ReplayInterrupt.request() }
+        signal(SIGINT, handler)
+        signal(SIGTERM, handler)
+    }
+}
+
+/// What one run produced, beyond the `ReplayRun` record: the replay tid of each program.
+public struct RunOutcome: Sendable {
+    public var run: ReplayRun
+    /// Replay thread id per program index.
+    public var replayTids: [Int32]
+    /// Setup problems (policy or affinity refused), one line each, deduplicated.
+    public var warnings: [String]
+}
+
+/// Runs a `ReplayPlan` with one thread per program: threads are created first, released
+/// together, burn CPU on the thread CPU clock, block on futexes for task wakes and sleep to
+/// absolute deadlines for timer wakes, recording every latency on CLOCK_MONOTONIC.
+public final class ReplayEngine: @unchecked Sendable {
+    public let plan: ReplayPlan
+    public let options: ReplayOptions
+    /// Spin iterations per nanosecond of CPU, measured at init.
+    public let spinRate: Double
+    /// Notes about folding affinity onto this machine's CPUs, policies that need root, ….
+    public private(set) var notes: [String] = []
+    let cpuCount: Int
+    /// Per program: the CPUs to pin to (already folded), or nil.
+    let affinities: [[Int32]?]
+
+    public init(plan: ReplayPlan, options: ReplayOptions = ReplayOptions()) throws {
+        guard !plan.programs.isEmpty else { throw ReplayError.nothingToReplay("no task of the trace was selected") }
+        guard plan.programs.count <= options.maxThreads else {
+            throw ReplayError.tooManyThreads(needed: plan.programs.count, limit: options.maxThreads)
+        }
+        self.plan = plan
+        self.options = options
+        spinRate = ReplayEngine.calibrateSpin()
+        let cpus = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        cpuCount = cpus
+        var folded = false
+        var affinities: [[Int32]?] = []
+        for p in plan.programs {
+            guard options.applyAffinity, let a = p.affinity, !a.isEmpty else { affinities.append(nil); continue }
+            let set = Set(a.map { Int32($0 % cpus) })
+            if a.contains(where: { $0 >= cpus }) { folded = true }
+            // A mask covering every CPU here is no constraint.
+            affinities.append(set.count >= cpus ? nil : set.sorted())
+        }
+        self.affinities = affinities
+        if folded {
+            notes.append("the trace was recorded with more CPUs than the \(cpus) here: affinity masks folded onto CPUs 0–\(cpus - 1) (cpu mod \(cpus))")
+        }
+    }
+
+    /// Measures how many `creplay_spin` iterations make one nanosecond of thread CPU time.
+    static func calibrateSpin() -> Double {
+        var best = 0.0
+        for _ in 0..<3 {
+            let iterations: UInt64 = 2_000_000
+            let c0 = creplay_thread_cpu_ns()
+            creplay_spin(iterations)
+            let c1 = creplay_thread_cpu_ns()
+            let rate = Double(iterations) / Double(max(1, c1 - c0))
+            best = max(best, rate)  // the fastest round is the least disturbed
+        }
+        return best
+    }
+
+    /// Runs the plan once with fresh threads.
+    /// - Throws: `ReplayError.threadCreation` when a thread cannot be created (all threads
+    ///   already created are stopped and joined first).
+    public func run(index: Int, warmup: Bool) throws -> RunOutcome {
+        let shared = SharedState(programs: plan.programs.count, edges: plan.edges.count)
+        defer { shared.deallocate() }
+        let contexts = plan.programs.indices.map { ThreadContext(engine: self, shared: shared, program: $0) }
+        var threads: [UInt] = []
+        threads.reserveCapacity(contexts.count)
+        for (i, ctx) in contexts.enumerated() {
+            let box = Unmanaged.passRetained(ctx)
+            var handle: UInt = 0
+            let r = creplay_thread_create(replayThreadBody, box.toOpaque(), options.stackSize, &handle)
+            if r != 0 {
+                box.release()
+                shared.stop()
+                creplay_store64(shared.startTime, creplay_monotonic_ns())
+                creplay_store32(shared.startWord, 1)
+                _ = creplay_futex_wake(shared.startWord, Int32.max)
+                for t in threads { _ = creplay_thread_join(t) }
+                throw ReplayError.threadCreation(index: i, comm: plan.programs[i].comm, errno: r)
+            }
+            threads.append(handle)
+        }
+        // Wait until every thread has set itself up, then release them together.
+        while true {
+            let ready = creplay_load32(shared.readyWord)
+            if Int(ready) >= contexts.count { break }
+            _ = creplay_futex_wait(shared.readyWord, ready, 50_000_000)
+        }
+        let wallStart = UInt64(Date().timeIntervalSince1970 * 1e9)
+        let start = creplay_monotonic_ns() + 200_000
+        creplay_store64(shared.startTime, start)
+        creplay_store32(shared.startWord, 1)
+        _ = creplay_futex_wake(shared.startWord, Int32.max)
+        // Watch for Ctrl-C while the threads run.
+        while Int(creplay_load32(shared.doneWord)) < contexts.count {
+            let done = creplay_load32(shared.doneWord)
+            if ReplayInterrupt.isRequested { shared.stop() }
+            _ = creplay_futex_wait(shared.doneWord, done, 100_000_000)
+        }
+        for t in threads { _ = creplay_thread_join(t) }
+        if ReplayInterrupt.isRequested { throw ReplayError.interrupted }
+        return collect(contexts: contexts, start: start, wallStart: wallStart, index: index, warmup: warmup)
+    }
+
+    private func collect(contexts: [ThreadContext], start: UInt64, wallStart: UInt64, index: Int, warmup: Bool) -> RunOutcome {
+        var wake = LatencyHistogram(), same = LatencyHistogram(), cross = LatencyHistogram(), timer = LatencyHistogram()
+        var counts = ReplayCounts()
+        counts.unmatchedWaits = UInt64(plan.unmatchedWaits)
+        var tasks: [ReplayTaskResult] = []
+        var end = start
+        var warnings = Set<String>()
+        for ctx in contexts {
+            let p = plan.programs[ctx.program]
+            var own = LatencyHistogram()
+            for s in ctx.wakeLatencies {
+                let value = s & ~ThreadContext.sameCPUBit
+                own.record(value)
+                if s & ThreadContext.sameCPUBit != 0 { same.record(value) } else { cross.record(value) }
+            }
+            wake.merge(own)
+            for o in ctx.overshoots { timer.record(o) }
+            counts.wakes += ctx.wakesIssued
+            counts.waitsAlreadySatisfied += ctx.waitsAlreadySatisfied
+            counts.waitsBlocked += UInt64(ctx.wakeLatencies.count)
+            counts.timedSleeps += ctx.timedSleeps
+            counts.lateTimedSleeps += ctx.lateTimedSleeps
+            counts.timedOutWaits += ctx.timedOutWaits
+            end = max(end, ctx.endTime)
+            for w in ctx.warnings { warnings.insert(w) }
+            tasks.append(ReplayTaskResult(
+                originalTid: p.tid, replayTid: ctx.tid, comm: p.comm,
+                recordedCpuNanoseconds: UInt64(Double(p.recordedCPUNanoseconds) * options.cpuScale),
+                cpuNanoseconds: ctx.cpuUsed, wakesReceived: UInt64(ctx.wakeLatencies.count) + ctx.waitsAlreadySatisfied,
+                sleeps: ctx.waits + ctx.timedSleeps, timedSleeps: ctx.timedSleeps,
+                wakeupLatencyP50: own.percentile(50), wakeupLatencyP99: own.percentile(99)))
+        }
+        let run = ReplayRun(
+            index: index, warmup: warmup, startWallTimeNanoseconds: wallStart, makespanNanoseconds: end - start,
+            recordedMakespanNanoseconds: plan.recordedMakespan, wakeupLatency: wake, wakeupLatencySameCPU: same,
+            wakeupLatencyCrossCPU: cross, timerOvershoot: timer, counts: counts, tasks: tasks)
+        return RunOutcome(run: run, replayTids: contexts.map(\.tid), warnings: warnings.sorted())
+    }
+}
+
+/// Words shared by the threads of one run, each on its own cache line.
+final class SharedState: @unchecked Sendable {
+    static let line = 64
+    let memory: UnsafeMutableRawPointer
+    let programs: Int
+    let edges: Int
+    // Control words.
+    var readyWord: UnsafeMutablePointer<UInt32> { memory.assumingMemoryBound(to: UInt32.self) }
+    var startWord: UnsafeMutablePointer<UInt32> { (memory + Self.line).assumingMemoryBound(to: UInt32.self) }
+    var startTime: UnsafeMutablePointer<UInt64> { (memory + 2 * Self.line).assumingMemoryBound(to: UInt64.self) }
+    var stopWord: UnsafeMutablePointer<UInt32> { (memory + 3 * Self.line).assumingMemoryBound(to: UInt32.self) }
+    var doneWord: UnsafeMutablePointer<UInt32> { (memory + 4 * Self.line).assumingMemoryBound(to: UInt32.self) }
+    static let controlLines = 5
+
+    init(programs: Int, edges: Int) {
+        self.programs = programs
+        self.edges = edges
+        let size = (Self.controlLines + programs + edges) * Self.line
+        memory = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: Self.line)
+        memory.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+    }
+
+    func deallocate() { memory.deallocate() }
+
+    /// The futex word of program `p`: bumped on every wake sent to it.
+    @inline(__always) func futex(_ p: Int) -> UnsafeMutablePointer<UInt32> {
+        (memory + (Self.controlLines + p) * Self.line).assumingMemoryBound(to: UInt32.self)
+    }
+
+    /// Edge `e`: wakes sent so far (+0), CPU of the last waker (+4), time of the last wake (+8).
+    @inline(__always) func edgeCount(_ e: Int) -> UnsafeMutablePointer<UInt32> {
+        (memory + (Self.controlLines + programs + e) * Self.line).assumingMemoryBound(to: UInt32.self)
+    }
+    @inline(__always) func edgeCPU(_ e: Int) -> UnsafeMutablePointer<UInt32> {
+        (memory + (Self.controlLines + programs + e) * Self.line + 4).assumingMemoryBound(to: UInt32.self)
+    }
+    @inline(__always) func edgeTime(_ e: Int) -> UnsafeMutablePointer<UInt64> {
+        (memory + (Self.controlLines + programs + e) * Self.line + 8).assumingMemoryBound(to: UInt64.self)
+    }
+
+    var isStopped: Bool { creplay_load32(stopWord) != 0 }
+
+    /// Stops every thread: waits and sleeps return at once.
+    func stop() {
+        creplay_store32(stopWord, 1)
+        for p in 0..<programs {
+            _ = creplay_add32(futex(p), 1)
+            _ = creplay_futex_wake(futex(p), Int32.max)
+        }
+    }
+}
+
+let replayThreadBody: @convention(c) (UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? = { raw in
+    let ctx = Unmanaged<ThreadContext>.fromOpaque(raw!).takeRetainedValue()
+    ctx.main()
+    return nil
+}
+
+/// One replay thread: its program, and what it measured (written only by that thread, read
+/// after it is joined).
+final class ThreadContext: @unchecked Sendable {
+    static let sameCPUBit: UInt64 = 1 << 63
+    unowned let engine: ReplayEngine
+    let shared: SharedState
+    let program: Int
+    var tid: Int32 = 0
+    /// Samples: wake issued → running, with `sameCPUBit` set when waker and wakee shared a CPU.
+    var wakeLatencies: [UInt64] = []
+    var overshoots: [UInt64] = []
+    var waits: UInt64 = 0
+    var waitsAlreadySatisfied: UInt64 = 0
+    var timedSleeps: UInt64 = 0
+    var lateTimedSleeps: UInt64 = 0
+    var timedOutWaits: UInt64 = 0
+    var wakesIssued: UInt64 = 0
+    var cpuUsed: UInt64 = 0
+    var endTime: UInt64 = 0
+    var warnings: [String] = []
+
+    init(engine: ReplayEngine, shared: SharedState, program: Int) {
+        self.engine = engine
+        self.shared = shared
+        self.program = program
+        let p = engine.plan.programs[program]
+        wakeLatencies.reserveCapacity(p.waitCount)
+        overshoots.reserveCapacity(p.timedSleepCount)
+    }
+
+    func setUp() {
+        let p = engine.plan.programs[program]
+        tid = creplay_gettid()
+        _ = creplay_set_name(p.comm)
+        _ = creplay_set_timer_slack(engine.options.timerSlackNanoseconds)
+        if engine.options.applyPolicy, let policy = p.policy {
+            let nice = p.nice ?? 0
+            let priority = p.realtimePriority ?? 0
+            let r = creplay_set_policy(tid, policy.number, nice, policy == .fifo || policy == .roundRobin ? priority : 0)
+            if r != 0 {
+                warnings.append("cannot apply \(policy.rawValue) nice \(nice) prio \(priority): \(String(cString: strerror(-r))) — run as root, or --no-policy")
+            }
+        } else if engine.options.applyPolicy, let nice = p.nice, nice != 0 {
+            if setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid), nice) != 0 {
+                warnings.append("cannot set nice \(nice): \(String(cString: strerror(errno))) — run as root, or --no-policy")
+            }
+        }
+        if let cpus = engine.affinities[program] {
+            let r = cpus.withUnsafeBufferPointer { creplay_set_affinity(tid, $0.baseAddress, Int32($0.count)) }
+            if r != 0 { warnings.append("cannot pin to CPUs \(cpus): \(String(cString: strerror(-r))) — or --no-affinity") }
+        }
+    }
+
+    func main() {
+        setUp()
+        _ = creplay_add32(shared.readyWord, 1)
+        _ = creplay_futex_wake(shared.readyWord, 1)
+        while creplay_load32(shared.startWord) == 0 {
+            _ = creplay_futex_wait(shared.startWord, 0, 0)
+        }
+        let start = creplay_load64(shared.startTime)
+        // Released slightly in the future so that every thread starts at the same instant.
+        if creplay_monotonic_ns() < start { _ = creplay_sleep_until(start) }
+        execute(start: start)
+        endTime = creplay_monotonic_ns()
+        _ = creplay_add32(shared.doneWord, 1)
+        _ = creplay_futex_wake(shared.doneWord, 1)
+    }
+
+    func execute(start: UInt64) {
+        let plan = engine.plan
+        let atoms = plan.programs[program].atoms
+        let scale = engine.options.cpuScale
+        let cpuBase = creplay_thread_cpu_ns()
+        var cpuTarget: Double = 0
+        let myFutex = shared.futex(program)
+        for atom in atoms {
+            if shared.isStopped { break }
+            switch atom {
+            case let .run(ns):
+                cpuTarget += Double(ns) * scale
+                burn(until: cpuBase + UInt64(cpuTarget))
+            case let .wait(edge, count, _):
+                waits += 1
+                let counter = shared.edgeCount(edge)
+                if creplay_load32(counter) >= count {
+                    waitsAlreadySatisfied += 1
+                    continue
+                }
+                var blocked = false
+                let giveUp = creplay_monotonic_ns() + engine.options.waitTimeoutNanoseconds
+                var satisfied = false
+                while true {
+                    let sequence = creplay_load32(myFutex)
+                    if creplay_load32(counter) >= count { satisfied = true; break }
+                    if shared.isStopped { break }
+                    let now = creplay_monotonic_ns()
+                    if now >= giveUp { timedOutWaits += 1; break }
+                    let r = creplay_futex_wait(myFutex, sequence, min(giveUp - now, 1_000_000_000))
+                    if r == 0 { blocked = true }
+                }
+                if satisfied {
+                    if blocked && !plan.edges[edge].isSpawn {
+                        let now = creplay_monotonic_ns()
+                        let issued = creplay_load64(shared.edgeTime(edge))
+                        let sameCPU = creplay_load32(shared.edgeCPU(edge)) == UInt32(bitPattern: creplay_getcpu())
+                        let latency = now > issued ? now - issued : 0
+                        wakeLatencies.append(min(latency, ~ThreadContext.sameCPUBit) | (sameCPU ? ThreadContext.sameCPUBit : 0))
+                    } else {
+                        waitsAlreadySatisfied += 1
+                    }
+                }
+            case let .sleepUntil(offset, _):
+                let deadline = start + offset
+                timedSleeps += 1
+                var now = creplay_monotonic_ns()
+                if now >= deadline {
+                    lateTimedSleeps += 1
+                    continue
+                }
+                // Sleep in slices of at most a second so that a stop request is seen.
+                while now < deadline && !shared.isStopped {
+                    _ = creplay_sleep_until(min(deadline, now + 1_000_000_000))
+                    now = creplay_monotonic_ns()
+                }
+                overshoots.append(now > deadline ? now - deadline : 0)
+            case let .wake(edge, target):
+                signal(edge: edge, target: target)
+                wakesIssued += 1
+            case let .spawn(child, edge):
+                signal(edge: edge, target: child)
+            case let .exec(comm):
+                _ = creplay_set_name(comm)
+            }
+        }
+        cpuUsed = creplay_thread_cpu_ns() - cpuBase
+    }
+
+    @inline(__always) func signal(edge: Int, target: Int) {
+        creplay_store64(shared.edgeTime(edge), creplay_monotonic_ns())
+        creplay_store32(shared.edgeCPU(edge), UInt32(bitPattern: creplay_getcpu()))
+        _ = creplay_add32(shared.edgeCount(edge), 1)
+        let word = shared.futex(target)
+        _ = creplay_add32(word, 1)
+        _ = creplay_futex_wake(word, 1)
+    }
+
+    /// Spins until the thread's CPU clock reaches `target`. Checks the clock at most every
+    /// 50 µs of spinning, and aims under the remainder so that it converges without overshoot.
+    @inline(__always) func burn(until target: UInt64) {
+        var now = creplay_thread_cpu_ns()
+        let rate = engine.spinRate
+        while now + 150 < target {
+            let remaining = min(target - now, 50_000)
+            creplay_spin(UInt64(Double(remaining) * rate * 0.85))
+            now = creplay_thread_cpu_ns()
+            if remaining == 50_000 && shared.isStopped { return }
+        }
+    }
+}

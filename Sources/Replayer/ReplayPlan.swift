@@ -1,0 +1,87 @@
+import TraceFormat
+
+/// One step of a replayed task's program.
+public enum Atom: Equatable, Sendable {
+    /// Burn this much CPU time (recorded nanoseconds, before `--cpu-scale`).
+    case run(nanoseconds: UInt64)
+    /// Block until wake edge `edge` has been signalled `count` times in total.
+    /// `recordedWake` is when the wake came in the trace (offset from the trace start).
+    case wait(edge: Int, count: UInt32, recordedWake: UInt64)
+    /// Sleep until `offset` nanoseconds after the replay start (the recorded wake time of a
+    /// timer, interrupt or unreplayed waker). Absolute, so errors do not add up.
+    case sleepUntil(offset: UInt64, unmatched: Bool)
+    /// Signal wake edge `edge` (its wakee is `target`, a program index).
+    case wake(edge: Int, target: Int)
+    /// Start program `program` (its first atom waits on `edge`).
+    case spawn(program: Int, edge: Int)
+    /// Take a new name (exec).
+    case exec(comm: String)
+}
+
+/// A directed waker → wakee pair; every wake between them goes through it, in order.
+public struct WakeEdge: Equatable, Sendable {
+    /// Program indices.
+    public var waker: Int
+    public var wakee: Int
+    /// True for the edge a parent uses to start a child (wakeup-new, not a wakeup).
+    public var isSpawn: Bool
+    /// Wakes the trace says go through this edge.
+    public var count: UInt32
+}
+
+/// The program of one replayed task.
+public struct TaskProgram: Equatable, Sendable {
+    public var task: TaskIndex
+    public var tid: Int32
+    public var tgid: Int32
+    public var comm: String
+    public var policy: SchedulingPolicy?
+    public var nice: Int32?
+    public var realtimePriority: Int32?
+    public var affinity: [Int]?
+    public var atoms: [Atom] = []
+    /// Started by a parent's `spawn` rather than at the replay start.
+    public var spawnedBy: Int?
+    /// CPU time the trace gives the task (sum of `run` atoms).
+    public var recordedCPUNanoseconds: UInt64 = 0
+    /// Blocking sleeps in the trace that the program reproduces (waits and timed sleeps, the
+    /// initial one excluded).
+    public var sleeps: Int = 0
+
+    public init(task: TaskIndex, info: TaskInfo) {
+        self.task = task
+        tid = info.tid
+        tgid = info.tgid
+        comm = info.comm
+        policy = info.policy
+        nice = info.nice
+        realtimePriority = info.realtimePriority
+        affinity = info.affinity
+    }
+
+    /// Number of atoms of each kind, for reports and tests.
+    public var waitCount: Int { atoms.reduce(0) { if case .wait = $1 { $0 + 1 } else { $0 } } }
+    public var timedSleepCount: Int { atoms.reduce(0) { if case .sleepUntil = $1 { $0 + 1 } else { $0 } } }
+    public var wakeCount: Int { atoms.reduce(0) { if case .wake = $1 { $0 + 1 } else { $0 } } }
+}
+
+/// Everything the engine needs to replay a trace: one program per selected task and the
+/// wake edges between them.
+public struct ReplayPlan: Equatable, Sendable {
+    public var programs: [TaskProgram] = []
+    public var edges: [WakeEdge] = []
+    /// Trace time that maps to the replay start.
+    public var traceStart: UInt64 = 0
+    /// First event to last event of the selected tasks in the trace.
+    public var recordedMakespan: UInt64 = 0
+    /// Waits whose waker is not replayed (filtered out, irq, gone): turned into timed sleeps.
+    public var unmatchedWaits: Int = 0
+    /// Wakes from a task context whose waker is replayed but the wakee is not.
+    public var wakesToUnreplayed: Int = 0
+    /// Switch-ins the trace did not log that were inferred while building.
+    public var inferredSwitchIns: Int = 0
+
+    public init() {}
+
+    public var totalRecordedCPU: UInt64 { programs.reduce(0) { $0 + $1.recordedCPUNanoseconds } }
+}

@@ -1,0 +1,67 @@
+import Foundation
+import Stats
+import TraceFormat
+
+/// A whole `replayctl replay`: the plan built from a trace file, the runs, the results file.
+public final class ReplaySession {
+    public let tracePath: String
+    public let reader: TraceReader
+    public let selection: Set<TaskIndex>
+    public let plan: ReplayPlan
+    public let engine: ReplayEngine
+    public private(set) var results: ReplayResults
+    /// Replay tids of the last run, by original tid.
+    public private(set) var lastMap: [Int32: Int32] = [:]
+
+    /// Reads the trace and builds the programs.
+    /// - Throws: `TraceError` for a bad trace, `ReplayError` when nothing is selected or
+    ///   the plan needs too many threads.
+    public init(tracePath: String, selection: TaskSelection, options: ReplayOptions, tool: String) throws {
+        self.tracePath = tracePath
+        reader = try TraceReader(path: tracePath)
+        self.selection = selection.resolve(reader.tasks)
+        guard !self.selection.isEmpty else {
+            throw ReplayError.nothingToReplay("no task of \(tracePath) matches the selection (see `replayctl info \(tracePath) --limit 0`)")
+        }
+        plan = try PlanBuilder.build(reader: reader, selection: self.selection)
+        engine = try ReplayEngine(plan: plan, options: options)
+        let m = reader.metadata
+        let identity = TraceIdentity(
+            path: tracePath, sha256: try SHA256.hexDigest(ofFile: tracePath), recordedKernel: m.kernelRelease,
+            recordedHost: m.hostname, durationNanoseconds: m.durationNanoseconds, replayedTasks: plan.programs.count,
+            events: reader.eventCount)
+        var optionList: [String: String] = [
+            "cpuScale": String(options.cpuScale), "affinity": String(options.applyAffinity), "policy": String(options.applyPolicy),
+            "timerSlackNanoseconds": String(options.timerSlackNanoseconds),
+        ]
+        if !selection.isDefault {
+            optionList["selection"] = "pids=\(selection.pids) comms=\(selection.comms) trees=\(selection.trees) all=\(selection.all)"
+        }
+        results = ReplayResults(tool: tool, trace: identity, machine: .current(), options: optionList)
+    }
+
+    /// Runs once and appends the run to `results`.
+    public func run(index: Int, warmup: Bool) throws -> RunOutcome {
+        let outcome = try engine.run(index: index, warmup: warmup)
+        results.runs.append(outcome.run)
+        var map: [Int32: Int32] = [:]
+        for (i, p) in plan.programs.enumerated() { map[p.tid] = outcome.replayTids[i] }
+        lastMap = map
+        return outcome
+    }
+
+    /// `{"threads": {"<original tid>": <replay tid>, …}}` for the last run.
+    public func mapJSON() throws -> Data {
+        struct Map: Encodable { var threads: [String: Int32] }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(Map(threads: Dictionary(uniqueKeysWithValues: lastMap.map { ("\($0.key)", $0.value) })))
+    }
+
+    /// The results as JSON (schema `replayctl-results/1`).
+    public func resultsJSON() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(results)
+    }
+}

@@ -1,0 +1,184 @@
+import ArgumentParser
+import Foundation
+import Replayer
+import Stats
+import TraceFormat
+
+struct Replay: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-enact a trace with one thread per task and measure the latencies this kernel gives them.",
+        discussion: """
+            Each recorded task becomes a thread that burns the recorded CPU time (on the thread \
+            CPU clock, so preemption does not shorten the work), blocks until the task that woke \
+            it in the trace wakes it (futex), sleeps to absolute deadlines where a timer or \
+            interrupt woke it, and forks, execs and exits where it did. Threads are created \
+            first and released together. Measured: wakeup latency (wake issued → wakee \
+            running), timer overshoot (deadline → running), CPU-time accuracy and makespan.
+
+            By default the recorded command's process tree is replayed (for a system-wide trace, \
+            every user task; kernel threads never by default).
+            """)
+
+    @Argument(help: "The .rpl trace to replay.") var trace: String
+    @Option(name: .shortAndLong, help: "Measured runs (fresh threads each).") var runs = 5
+    @Option(help: "Warm-up runs, not counted.") var warmup = 1
+    @Option(name: .shortAndLong, help: "Write results here (JSON, schema replayctl-results/1).") var output: String?
+    @Option(help: "Write {\"threads\": {\"<original tid>\": <replay tid>}} of the last run here.") var map: String?
+    @Option(help: "Scale recorded CPU times (0.5 for a machine twice as fast).") var cpuScale = 1.0
+    @Flag(help: "Do not apply the recorded CPU affinity.") var noAffinity = false
+    @Flag(help: "Do not apply the recorded policy, nice value and priority.") var noPolicy = false
+    @Option(help: "Replay tasks with this tid or pid (repeatable).") var pid: [Int32] = []
+    @Option(help: "Replay tasks with this command name (repeatable).") var comm: [String] = []
+    @Option(help: "Replay this process, its threads and descendants (repeatable).") var tree: [Int32] = []
+    @Flag(help: "Replay every user task of the trace.") var all = false
+    @Option(help: "Refuse to replay more threads than this.") var maxThreads = 4096
+    @Flag(name: .shortAndLong, help: "Print only the summary.") var quiet = false
+
+    func validate() throws {
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+        guard warmup >= 0 else { throw ValidationError("--warmup cannot be negative") }
+        guard cpuScale > 0, cpuScale.isFinite else { throw ValidationError("--cpu-scale must be a positive number") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            var options = ReplayOptions()
+            options.cpuScale = cpuScale
+            options.applyAffinity = !noAffinity
+            options.applyPolicy = !noPolicy
+            options.maxThreads = maxThreads
+            let selection = TaskSelection(pids: pid, comms: comm, trees: tree, all: all)
+            let session = try ReplaySession(tracePath: trace, selection: selection, options: options, tool: "replayctl \(replayctlVersion)")
+            ReplayInterrupt.installSignalHandlers()
+            printPlan(session)
+            let tty = isatty(1) != 0
+            var warned = Set<String>()
+            for i in 0..<(warmup + runs) {
+                let isWarmup = i < warmup
+                let outcome = try session.run(index: i, warmup: isWarmup)
+                for w in outcome.warnings where !warned.contains(w) {
+                    warned.insert(w)
+                    printError("replayctl: warning: \(w)")
+                }
+                if !quiet || tty {
+                    let label = isWarmup ? "warmup \(i + 1)/\(warmup)" : "run \(i - warmup + 1)/\(runs)"
+                    print(runLine(label: label, outcome.run))
+                }
+            }
+            if let output {
+                try write(session.resultsJSON(), to: output)
+            }
+            if let map {
+                try write(session.mapJSON(), to: map)
+            }
+            print("")
+            print(ReplaySummary(results: session.results).text())
+            if let output { print("results: \(output)") }
+        }
+    }
+
+    func printPlan(_ session: ReplaySession) {
+        let plan = session.plan
+        let m = session.reader.metadata
+        let wakes = plan.edges.filter { !$0.isSpawn }.reduce(0) { $0 + Int($1.count) }
+        let timed = plan.programs.reduce(0) { $0 + $1.timedSleepCount }
+        print("replaying \(trace): \(plan.programs.count) threads, \(wakes) wakes, \(timed) timed sleeps, "
+              + "\(formatSeconds(plan.totalRecordedCPU)) CPU; recorded on \(m.kernelRelease.isEmpty ? "?" : m.kernelRelease) "
+              + "(\(m.cpuCount) CPUs), makespan \(formatSeconds(plan.recordedMakespan))")
+        if plan.unmatchedWaits > 0 {
+            print("  \(plan.unmatchedWaits) waits whose waker is not replayed become timed sleeps")
+        }
+        if plan.inferredSwitchIns > 0 {
+            print("  \(plan.inferredSwitchIns) switch-ins the recording kernel did not log were inferred")
+        }
+        for note in session.engine.notes { print("  note: \(note)") }
+    }
+
+    func runLine(label: String, _ run: ReplayRun) -> String {
+        let ratio = run.recordedMakespanNanoseconds > 0 ? Double(run.makespanNanoseconds) / Double(run.recordedMakespanNanoseconds) : 0
+        var line = "\(pad(label, 12, left: true)) makespan \(formatSeconds(run.makespanNanoseconds)) (×\(String(format: "%.3f", ratio)))"
+        if !run.wakeupLatency.isEmpty {
+            line += "  wakeup p50 \(micro(run.wakeupLatency.percentile(50))) p99 \(micro(run.wakeupLatency.percentile(99)))"
+        }
+        if !run.timerOvershoot.isEmpty {
+            line += "  timer p50 \(micro(run.timerOvershoot.percentile(50))) p99 \(micro(run.timerOvershoot.percentile(99)))"
+        }
+        if run.counts.timedOutWaits > 0 { line += "  \(run.counts.timedOutWaits) WAITS TIMED OUT" }
+        return line
+    }
+
+    func write(_ data: Data, to path: String) throws {
+        do {
+            try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            throw CommandError(message: "\(path): cannot write: \(error.localizedDescription)", code: ExitStatus.ioError)
+        }
+    }
+}
+
+func micro(_ ns: UInt64) -> String { String(format: "%.1f µs", Double(ns) / 1000) }
+
+/// The console summary of a replay, in the spirit of schbench: percentiles over all measured runs.
+struct ReplaySummary {
+    var results: ReplayResults
+
+    func text() -> String {
+        let runs = results.measuredRuns
+        var wake = LatencyHistogram(), same = LatencyHistogram(), timer = LatencyHistogram()
+        var counts = ReplayCounts()
+        for r in runs {
+            wake.merge(r.wakeupLatency)
+            same.merge(r.wakeupLatencySameCPU)
+            timer.merge(r.timerOvershoot)
+            counts.waitsAlreadySatisfied += r.counts.waitsAlreadySatisfied
+            counts.lateTimedSleeps += r.counts.lateTimedSleeps
+            counts.timedOutWaits += r.counts.timedOutWaits
+        }
+        var lines: [String] = []
+        func table(_ title: String, _ h: LatencyHistogram) {
+            lines.append(title)
+            for (name, p) in [("50.0th", 50.0), ("90.0th", 90.0), ("99.0th", 99.0), ("99.9th", 99.9)] {
+                lines.append("\t\(name): \(pad(String(format: "%.1f", Double(h.percentile(p)) / 1000), 10))")
+            }
+            lines.append("\t   max: \(pad(String(format: "%.1f", Double(h.maximum) / 1000), 10))")
+        }
+        if wake.count > 0 {
+            let share = Double(same.count) / Double(wake.count) * 100
+            table("Wakeup latency (µs, wake issued → wakee running; \(wake.count) samples over \(runs.count) runs, "
+                  + "\(String(format: "%.0f", share)) % with waker and wakee on one CPU)", wake)
+        } else {
+            lines.append("Wakeup latency: no blocking wakeups in this trace")
+        }
+        if timer.count > 0 {
+            table("Timer overshoot (µs, deadline → running; \(timer.count) samples)", timer)
+        }
+        let makespans = runs.map(\.makespanNanoseconds).sorted()
+        if let recorded = runs.first?.recordedMakespanNanoseconds, !makespans.isEmpty {
+            let median = makespans[makespans.count / 2]
+            lines.append("Makespan: median \(formatSeconds(median)) (min \(formatSeconds(makespans.first!)), max \(formatSeconds(makespans.last!))), "
+                         + "recorded \(formatSeconds(recorded)): ×\(String(format: "%.3f", Double(median) / Double(max(1, recorded))))")
+        }
+        // CPU-time fidelity: per task, weighted by recorded CPU time, median over runs.
+        var errors: [Double] = []
+        for r in runs {
+            let recorded = r.tasks.reduce(0.0) { $0 + Double($1.recordedCpuNanoseconds) }
+            guard recorded > 0 else { continue }
+            let weighted = r.tasks.reduce(0.0) { $0 + abs(Double($1.cpuNanoseconds) - Double($1.recordedCpuNanoseconds)) }
+            errors.append(weighted / recorded * 100)
+        }
+        if !errors.isEmpty {
+            errors.sort()
+            lines.append("CPU time: weighted absolute error \(String(format: "%.2f", errors[errors.count / 2])) % of the recorded CPU time (median of runs)")
+        }
+        if counts.waitsAlreadySatisfied > 0 {
+            lines.append("Waits whose wake came first (no blocking, no sample): \(counts.waitsAlreadySatisfied)")
+        }
+        if counts.lateTimedSleeps > 0 {
+            lines.append("Timed sleeps reached after their deadline (the replay ran late): \(counts.lateTimedSleeps)")
+        }
+        if counts.timedOutWaits > 0 {
+            lines.append("WARNING: \(counts.timedOutWaits) waits timed out without their wake — the replay did not match the trace")
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,181 @@
+import Testing
+import TraceFormat
+@testable import Replayer
+
+/// Builds small traces by hand: tasks 1… are user tasks with tids 101…
+struct TraceScript {
+    var tasks: [TaskInfo] = [TaskInfo.idle]
+    var events: [Event] = []
+
+    mutating func task(_ comm: String, tgid: Int32? = nil, parent: TaskIndex? = nil, kernel: Bool = false) -> TaskIndex {
+        let tid = Int32(100 + tasks.count)
+        tasks.append(TaskInfo(tid: tid, tgid: tgid ?? tid, comm: comm, parent: parent, isKernelThread: kernel, isRecorded: !kernel))
+        return TaskIndex(tasks.count - 1)
+    }
+
+    mutating func at(_ us: UInt64, cpu: Int = 0, _ kind: Event.Kind) {
+        events.append(Event(timestamp: 1_000_000_000 + us * 1000, cpu: CPU(cpu), kind: kind))
+    }
+
+    func plan(_ selection: Set<TaskIndex>? = nil) -> ReplayPlan {
+        let s = selection ?? TaskSelection().resolve(tasks)
+        return PlanBuilder.build(events: events, tasks: tasks, selection: s)
+    }
+}
+
+func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
+    plan.programs.first { $0.comm == comm }!
+}
+
+@Suite struct PlanBuilderTests {
+    @Test func pingPongBecomesWaitsAndWakes() {
+        var s = TraceScript()
+        let a = s.task("ping"), b = s.task("pong")
+        // a runs 0–100 µs, wakes b, sleeps; b runs 100–150, wakes a, sleeps; a runs 150–200 and exits.
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(100, .waking(waker: a, target: b, targetCPU: CPU(0), context: .task))
+        s.at(100, .switchTask(prev: a, prevState: .sleeping, next: b))
+        s.at(150, .waking(waker: b, target: a, targetCPU: CPU(0), context: .task))
+        s.at(150, .switchTask(prev: b, prevState: .sleeping, next: a))
+        s.at(200, .exit(task: a))
+        s.at(200, .switchTask(prev: a, prevState: .dead, next: .idle))
+        let plan = s.plan()
+        #expect(plan.programs.count == 2)
+        #expect(plan.edges.count == 2)
+        let ping = program(plan, "ping"), pong = program(plan, "pong")
+        #expect(ping.atoms == [.run(nanoseconds: 100_000), .wake(edge: 0, target: 1), .wait(edge: 1, count: 1, recordedWake: 150_000),
+                               .run(nanoseconds: 50_000)])
+        // pong was asleep when the trace began: it starts by waiting (an initial block, not counted).
+        #expect(pong.atoms == [.wait(edge: 0, count: 1, recordedWake: 100_000), .run(nanoseconds: 50_000), .wake(edge: 1, target: 0)])
+        #expect(ping.sleeps == 1)
+        #expect(pong.sleeps == 0)
+        #expect(ping.recordedCPUNanoseconds == 150_000)
+        #expect(plan.recordedMakespan == 200_000)
+    }
+
+    @Test func preemptionIsNotASleep() {
+        var s = TraceScript()
+        let a = s.task("worker"), hog = s.task("hog")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(300, .switchTask(prev: a, prevState: .running, next: hog))   // preempted
+        s.at(1300, .switchTask(prev: hog, prevState: .running, next: a))
+        s.at(1500, .exit(task: a))
+        let plan = s.plan([a])
+        // 300 + 200 µs of CPU; the 1 ms off-CPU is not burned, and no sleep is made.
+        #expect(program(plan, "worker").atoms == [.run(nanoseconds: 500_000)])
+        #expect(program(plan, "worker").sleeps == 0)
+    }
+
+    @Test func interruptWakeupBecomesTimedSleep() {
+        var s = TraceScript()
+        let a = s.task("periodic")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(50, .switchTask(prev: a, prevState: .sleeping, next: .idle))
+        s.at(2000, .waking(waker: .idle, target: a, targetCPU: CPU(0), context: .hardIRQ))
+        s.at(2010, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(2060, .switchTask(prev: a, prevState: .sleeping, next: .idle))
+        let plan = s.plan()
+        #expect(program(plan, "periodic").atoms == [.run(nanoseconds: 50_000), .sleepUntil(offset: 2_000_000, unmatched: false),
+                                                  .run(nanoseconds: 50_000)])
+        #expect(plan.unmatchedWaits == 0)
+    }
+
+    @Test func wakeFromUnreplayedTaskIsCountedAndTimed() {
+        var s = TraceScript()
+        let a = s.task("client"), server = s.task("server")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(10, .switchTask(prev: a, prevState: .sleeping, next: server))
+        s.at(40, .waking(waker: server, target: a, targetCPU: CPU(0), context: .task))
+        s.at(45, .switchTask(prev: server, prevState: .sleeping, next: a))
+        let plan = s.plan([a])
+        #expect(plan.unmatchedWaits == 1)
+        #expect(program(plan, "client").atoms == [.run(nanoseconds: 10_000), .sleepUntil(offset: 40_000, unmatched: true)])
+    }
+
+    @Test func forkExecExitInOrder() {
+        var s = TraceScript()
+        let parent = s.task("sh")
+        let child = s.task("sh", parent: parent)
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: parent))
+        s.at(100, .fork(parent: parent, child: child))
+        s.at(100, .wakeupNew(target: child, targetCPU: CPU(1)))
+        s.at(110, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: child))
+        s.at(150, .switchTask(prev: parent, prevState: .sleeping, next: .idle))
+        s.at(200, cpu: 1, .exec(task: child, comm: "ls"))
+        s.at(400, cpu: 1, .exit(task: child))
+        s.at(400, cpu: 1, .waking(waker: child, target: parent, targetCPU: CPU(0), context: .task))
+        s.at(401, cpu: 1, .switchTask(prev: child, prevState: .dead, next: .idle))
+        s.at(420, .switchTask(prev: .idle, prevState: .running, next: parent))
+        s.at(430, .exit(task: parent))
+        let plan = s.plan()
+        let p = plan.programs[0], c = plan.programs[1]
+        #expect(p.atoms == [.run(nanoseconds: 100_000), .spawn(program: 1, edge: 0), .run(nanoseconds: 50_000),
+                            .wait(edge: 1, count: 1, recordedWake: 400_000), .run(nanoseconds: 10_000)])
+        #expect(c.spawnedBy == 0)
+        #expect(c.atoms == [.wait(edge: 0, count: 1, recordedWake: 100_000), .run(nanoseconds: 90_000), .exec(comm: "ls"),
+                            .run(nanoseconds: 200_000), .wake(edge: 1, target: 0)])
+        #expect(plan.edges[0].isSpawn && !plan.edges[1].isSpawn)
+    }
+
+    @Test func missingSwitchInRecoveredFromRuntime() {
+        // CPU 1 never logs idle → task: the run's start comes from sched_stat_runtime.
+        var s = TraceScript()
+        let a = s.task("a"), b = s.task("b")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(10, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
+        // b starts running on CPU 1 at 30 µs (not logged), runs 70 µs.
+        s.at(100, cpu: 1, .runtime(task: b, nanoseconds: 70_000))
+        s.at(100, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+        s.at(500, .exit(task: a))
+        let plan = s.plan()
+        #expect(plan.inferredSwitchIns == 1)
+        let pb = program(plan, "b")
+        #expect(pb.recordedCPUNanoseconds == 70_000)
+        #expect(pb.atoms == [.wait(edge: 0, count: 1, recordedWake: 10_000), .run(nanoseconds: 70_000)])
+    }
+
+    @Test func missingSwitchInWithoutRuntimeStartsAtWakeup() {
+        var s = TraceScript()
+        let a = s.task("a"), b = s.task("b")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(10, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
+        s.at(100, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+        let plan = s.plan()
+        // Not the 100 µs since the trace began: from the wakeup at 10 µs.
+        #expect(program(plan, "b").recordedCPUNanoseconds == 90_000)
+    }
+
+    @Test func earlyWakeIsCountedOnTheEdge() {
+        // b is woken while still running (it set S but had not switched out): the wake
+        // counts, and b's next real sleep waits for the second wake.
+        var s = TraceScript()
+        let a = s.task("a"), b = s.task("b")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(0, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(10, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
+        s.at(20, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+        s.at(50, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
+        s.at(60, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        let plan = s.plan()
+        #expect(program(plan, "b").atoms == [.run(nanoseconds: 20_000), .wait(edge: 0, count: 2, recordedWake: 50_000)])
+        #expect(program(plan, "a").wakeCount == 2)
+    }
+
+    @Test func kernelThreadsAreNotSelectedByDefault() {
+        var s = TraceScript()
+        _ = s.task("kworker/0:1", kernel: true)
+        let user = s.task("app")
+        #expect(TaskSelection().resolve(s.tasks) == [user])
+        #expect(TaskSelection(comms: ["kworker/0:1"]).resolve(s.tasks).isEmpty)
+        #expect(TaskSelection(pids: [101]).resolve(s.tasks) == [TaskIndex(1)])
+    }
+
+    @Test func treeSelectionFollowsParents() {
+        var s = TraceScript()
+        let root = s.task("make")
+        let cc = s.task("cc", parent: root)
+        let ld = s.task("ld", parent: cc)
+        _ = s.task("other")
+        #expect(TaskSelection(trees: [s.tasks[root.intValue].tid]).resolve(s.tasks) == [root, cc, ld])
+    }
+}

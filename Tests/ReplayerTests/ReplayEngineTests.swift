@@ -1,0 +1,116 @@
+import Foundation
+import Stats
+import Testing
+import TraceFormat
+@testable import Replayer
+
+/// Real threads on this machine, checked against what they measured. Bounds are loose enough
+/// for a noisy 2-CPU machine and tight enough to catch a broken engine.
+@Suite(.serialized) struct ReplayEngineTests {
+    func pingPong(roundTrips: Int, runMicroseconds: UInt64) -> ReplayPlan {
+        var s = TraceScript()
+        let a = s.task("ping"), b = s.task("pong")
+        var t: UInt64 = 0
+        s.at(t, .switchTask(prev: .idle, prevState: .running, next: a))
+        for _ in 0..<roundTrips {
+            t += runMicroseconds
+            s.at(t, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
+            s.at(t, .switchTask(prev: a, prevState: .sleeping, next: .idle))
+            s.at(t + 5, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+            t += 5 + runMicroseconds
+            s.at(t, cpu: 1, .waking(waker: b, target: a, targetCPU: CPU(0), context: .task))
+            s.at(t, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+            s.at(t + 5, .switchTask(prev: .idle, prevState: .running, next: a))
+            t += 5
+        }
+        s.at(t + runMicroseconds, .exit(task: a))
+        return s.plan()
+    }
+
+    @Test func pingPongReproducesCPUTimeAndWakes() throws {
+        let plan = pingPong(roundTrips: 200, runMicroseconds: 200)
+        let engine = try ReplayEngine(plan: plan)
+        let outcome = try engine.run(index: 0, warmup: false)
+        let run = outcome.run
+        #expect(run.counts.timedOutWaits == 0)
+        #expect(run.counts.wakes == 400)
+        for task in run.tasks {
+            let error = abs(Double(task.cpuNanoseconds) - Double(task.recordedCpuNanoseconds)) / Double(task.recordedCpuNanoseconds)
+            #expect(error < 0.03, "\(task.comm): replayed \(task.cpuNanoseconds) ns of CPU for \(task.recordedCpuNanoseconds) recorded")
+            #expect(task.replayTid > 0 && task.replayTid != task.originalTid)
+        }
+        // pong waits 200 times, ping 200 times: almost every wait blocks and yields a sample.
+        #expect(run.wakeupLatency.count + run.counts.waitsAlreadySatisfied == 400)
+        #expect(run.wakeupLatency.count >= 300)
+        #expect(run.wakeupLatency.percentile(50) < 1_000_000)
+        // Strictly alternating: the makespan is at least the CPU time of both.
+        #expect(run.makespanNanoseconds >= 200 * 2 * 200_000)
+        #expect(run.makespanNanoseconds < 3 * run.recordedMakespanNanoseconds)
+    }
+
+    @Test func timedSleepsKeepAbsoluteDeadlines() throws {
+        var s = TraceScript()
+        let a = s.task("timer")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        var t: UInt64 = 0
+        for i in 1...20 {
+            s.at(t + 100, .switchTask(prev: a, prevState: .sleeping, next: .idle))
+            t = UInt64(i) * 2000
+            s.at(t, .waking(waker: .idle, target: a, targetCPU: CPU(0), context: .hardIRQ))
+            s.at(t + 3, .switchTask(prev: .idle, prevState: .running, next: a))
+        }
+        s.at(t + 100, .exit(task: a))
+        let plan = s.plan()
+        #expect(program(plan, "timer").timedSleepCount == 20)
+        let run = try ReplayEngine(plan: plan).run(index: 0, warmup: false).run
+        #expect(run.counts.timedSleeps == 20)
+        #expect(run.timerOvershoot.count + run.counts.lateTimedSleeps == 20)
+        #expect(run.timerOvershoot.count >= 18)
+        // Deadlines are absolute: 20 periods of 2 ms end at 40 ms, whatever each overshoot was.
+        #expect(run.makespanNanoseconds >= 40_000_000)
+        #expect(run.makespanNanoseconds < 45_000_000)
+        #expect(run.timerOvershoot.percentile(50) < 1_000_000)
+    }
+
+    @Test func spawnedThreadStartsAtItsForkAndAnswersItsParent() throws {
+        var s = TraceScript()
+        let parent = s.task("parent")
+        let child = s.task("child", parent: parent)
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: parent))
+        s.at(1000, .fork(parent: parent, child: child))
+        s.at(1000, .switchTask(prev: parent, prevState: .sleeping, next: child))
+        s.at(6000, .waking(waker: child, target: parent, targetCPU: CPU(0), context: .task))
+        s.at(6000, .exit(task: child))
+        s.at(6001, .switchTask(prev: child, prevState: .dead, next: parent))
+        s.at(7000, .exit(task: parent))
+        let plan = s.plan()
+        let outcome = try ReplayEngine(plan: plan).run(index: 0, warmup: false)
+        let byComm = Dictionary(uniqueKeysWithValues: outcome.run.tasks.map { ($0.comm, $0) })
+        #expect(abs(Int64(byComm["child"]!.cpuNanoseconds) - 5_000_000) < 250_000)
+        #expect(abs(Int64(byComm["parent"]!.cpuNanoseconds) - 2_000_000) < 250_000)
+        #expect(outcome.run.makespanNanoseconds >= 7_000_000)
+        // The spawn is not a wakeup: one latency sample, the parent's.
+        #expect(outcome.run.wakeupLatency.count + outcome.run.counts.waitsAlreadySatisfied >= 1)
+        #expect(outcome.run.counts.wakes == 1)
+    }
+
+    @Test func cpuScaleScalesBurns() throws {
+        var s = TraceScript()
+        let a = s.task("burner")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(20_000, .exit(task: a))
+        var options = ReplayOptions()
+        options.cpuScale = 0.5
+        let run = try ReplayEngine(plan: s.plan(), options: options).run(index: 0, warmup: false).run
+        let cpu = Double(run.tasks[0].cpuNanoseconds)
+        #expect(abs(cpu - 10_000_000) / 10_000_000 < 0.02)
+    }
+
+    @Test func refusesTooManyThreads() {
+        var options = ReplayOptions()
+        options.maxThreads = 1
+        #expect(throws: ReplayError.tooManyThreads(needed: 2, limit: 1)) {
+            try ReplayEngine(plan: pingPong(roundTrips: 1, runMicroseconds: 10), options: options)
+        }
+    }
+}
