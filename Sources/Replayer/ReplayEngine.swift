@@ -66,6 +66,9 @@ public struct RunOutcome: Sendable {
     public var replayTids: [Int32]
     /// Setup problems (policy or affinity refused), one line each, deduplicated.
     public var warnings: [String]
+    /// Release of the threads and end of the last one (CLOCK_MONOTONIC nanoseconds).
+    public var startMonotonicNanoseconds: UInt64
+    public var endMonotonicNanoseconds: UInt64
 }
 
 /// Runs a `ReplayPlan` with one thread per program: threads are created first, released
@@ -203,7 +206,8 @@ public final class ReplayEngine: @unchecked Sendable {
             index: index, warmup: warmup, startWallTimeNanoseconds: wallStart, makespanNanoseconds: end - start,
             recordedMakespanNanoseconds: plan.recordedMakespan, wakeupLatency: wake, wakeupLatencySameCPU: same,
             wakeupLatencyCrossCPU: cross, timerOvershoot: timer, counts: counts, tasks: tasks)
-        return RunOutcome(run: run, replayTids: contexts.map(\.tid), warnings: warnings.sorted())
+        return RunOutcome(run: run, replayTids: contexts.map(\.tid), warnings: warnings.sorted(),
+                          startMonotonicNanoseconds: start, endMonotonicNanoseconds: end)
     }
 }
 

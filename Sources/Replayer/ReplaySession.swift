@@ -11,7 +11,7 @@ public final class ReplaySession {
     public let engine: ReplayEngine
     public private(set) var results: ReplayResults
     /// Replay tids of the last run, by original tid.
-    public private(set) var lastMap: [Int32: Int32] = [:]
+    public private(set) var lastMap = ReplayMap(threads: [:], startMonotonicNanoseconds: nil, endMonotonicNanoseconds: nil)
 
     /// Reads the trace and builds the programs.
     /// - Throws: `TraceError` for a bad trace, `ReplayError` when nothing is selected or
@@ -44,18 +44,19 @@ public final class ReplaySession {
     public func run(index: Int, warmup: Bool) throws -> RunOutcome {
         let outcome = try engine.run(index: index, warmup: warmup)
         results.runs.append(outcome.run)
-        var map: [Int32: Int32] = [:]
-        for (i, p) in plan.programs.enumerated() { map[p.tid] = outcome.replayTids[i] }
-        lastMap = map
+        var map: [String: Int32] = [:]
+        for (i, p) in plan.programs.enumerated() { map["\(p.tid)"] = outcome.replayTids[i] }
+        lastMap = ReplayMap(threads: map, startMonotonicNanoseconds: outcome.startMonotonicNanoseconds,
+                            endMonotonicNanoseconds: outcome.endMonotonicNanoseconds)
         return outcome
     }
 
-    /// `{"threads": {"<original tid>": <replay tid>, …}}` for the last run.
+    /// `{"threads": {"<original tid>": <replay tid>, …}, "startMonotonicNanoseconds": …,
+    /// "endMonotonicNanoseconds": …}` for the last run.
     public func mapJSON() throws -> Data {
-        struct Map: Encodable { var threads: [String: Int32] }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return try encoder.encode(Map(threads: Dictionary(uniqueKeysWithValues: lastMap.map { ("\($0.key)", $0.value) })))
+        return try encoder.encode(lastMap)
     }
 
     /// The results as JSON (schema `replayctl-results/1`).

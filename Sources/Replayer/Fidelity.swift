@@ -1,0 +1,223 @@
+import Foundation
+import Stats
+import TraceFormat
+
+/// How faithfully a replay reproduced the original, both seen through recordings: the
+/// original trace and a recording of the replay (`replay --record-self`), matched task by
+/// task with the map the replay wrote.
+public struct FidelityReport: Codable, Sendable {
+    public struct Task: Codable, Sendable {
+        public var originalTid: Int32
+        public var replayTid: Int32
+        public var comm: String
+        public var originalCPUNanoseconds: UInt64
+        public var replayCPUNanoseconds: UInt64
+        /// (replay − original) / original.
+        public var cpuError: Double
+        public var originalSleeps: Int
+        public var replaySleeps: Int
+        public var sleepError: Double
+        public var originalWakeups: Int
+        public var replayWakeups: Int
+    }
+
+    public var original: String
+    public var replay: String
+    /// Σ |CPU replay − CPU original| / Σ CPU original over matched tasks.
+    public var cpuWeightedAbsoluteError: Double
+    /// Σ |sleeps replay − sleeps original| / Σ sleeps original.
+    public var sleepCountError: Double
+    /// Weighted Jaccard similarity of the waker → wakee count vectors (1 = identical).
+    public var edgeSimilarity: Double
+    /// Replay makespan / original makespan (first to last event of the matched tasks).
+    public var makespanRatio: Double
+    public var originalMakespanNanoseconds: UInt64
+    public var replayMakespanNanoseconds: UInt64
+    /// Kolmogorov–Smirnov distance between the wakeup latency distributions (0 = identical).
+    public var wakeupLatencyKS: Double
+    public var originalWakeupLatencyP50: UInt64
+    public var originalWakeupLatencyP99: UInt64
+    public var replayWakeupLatencyP50: UInt64
+    public var replayWakeupLatencyP99: UInt64
+    public var matchedTasks: Int
+    /// Original tids in the map that the replay recording does not contain.
+    public var missingTasks: [Int32]
+    public var tasks: [Task]
+}
+
+/// The replay-side map: original tid → replay tid, and the replay window on CLOCK_MONOTONIC.
+public struct ReplayMap: Codable, Sendable {
+    public var threads: [String: Int32]
+    /// Release of the threads and end of the last one, CLOCK_MONOTONIC nanoseconds (the
+    /// `mono` trace clock): only this window of a self-recording is the replay itself.
+    public var startMonotonicNanoseconds: UInt64?
+    public var endMonotonicNanoseconds: UInt64?
+
+    public init(threads: [String: Int32], startMonotonicNanoseconds: UInt64?, endMonotonicNanoseconds: UInt64?) {
+        self.threads = threads
+        self.startMonotonicNanoseconds = startMonotonicNanoseconds
+        self.endMonotonicNanoseconds = endMonotonicNanoseconds
+    }
+}
+
+/// Per-task figures of one trace restricted to a time window, for fidelity.
+struct TraceFigures {
+    var summary: TraceSummary
+    var tidOf: [Int32]
+    var comm: [String]
+    /// (waker tid, wakee tid) → task-context wakeups.
+    var edges: [Int64: Int]
+    /// Wakeup latency samples (waking → running) per wakee tid.
+    var latencies: [Int32: [UInt64]]
+    var firstActivity: [Int32: UInt64]
+    var lastActivity: [Int32: UInt64]
+
+    init(reader: TraceReader, window: ClosedRange<UInt64>?, tids: Set<Int32>) throws {
+        var builder = TraceSummary.Builder(taskCount: reader.tasks.count)
+        tidOf = reader.tasks.map(\.tid)
+        comm = reader.tasks.map(\.comm)
+        var edges: [Int64: Int] = [:]
+        var latencies: [Int32: [UInt64]] = [:]
+        var pendingWake: [Int: UInt64] = [:]
+        var first: [Int32: UInt64] = [:], last: [Int32: UInt64] = [:]
+        var tracker = RunTracker(taskCount: reader.tasks.count)
+        let tidOf = self.tidOf
+        func touch(_ t: TaskIndex, _ time: UInt64) {
+            let tid = tidOf[t.intValue]
+            guard tids.contains(tid) else { return }
+            if first[tid] == nil { first[tid] = time }
+            last[tid] = time
+        }
+        try reader.forEachEvent(in: window) { event in
+            builder.feed(event)
+            switch event.kind {
+            case let .waking(waker, target, _, context):
+                touch(target, event.timestamp)
+                if tids.contains(tidOf[target.intValue]) { pendingWake[target.intValue] = event.timestamp }
+                if context == .task, let waker, !waker.isIdle, tids.contains(tidOf[waker.intValue]), tids.contains(tidOf[target.intValue]) {
+                    edges[Int64(tidOf[waker.intValue]) << 32 | Int64(tidOf[target.intValue]), default: 0] += 1
+                }
+            case let .switchTask(prev, _, next):
+                if !prev.isIdle { touch(prev, event.timestamp) }
+                if !next.isIdle {
+                    touch(next, event.timestamp)
+                    if let w = pendingWake.removeValue(forKey: next.intValue) {
+                        latencies[tidOf[next.intValue], default: []].append(event.timestamp - w)
+                    }
+                }
+            case let .exit(task):
+                touch(task, event.timestamp)
+            default:
+                break
+            }
+            // Runs whose switch-in was not logged: the inferred start ends the wakeup latency.
+            if let run = tracker.feed(event), run.startInferred, let w = pendingWake[run.task.intValue], run.start >= w {
+                pendingWake[run.task.intValue] = nil
+                latencies[tidOf[run.task.intValue], default: []].append(run.start - w)
+            }
+        }
+        summary = builder.finish()
+        self.edges = edges
+        self.latencies = latencies
+        firstActivity = first
+        lastActivity = last
+    }
+
+    func makespan(_ tids: Set<Int32>) -> UInt64 {
+        let firsts = tids.compactMap { firstActivity[$0] }, lasts = tids.compactMap { lastActivity[$0] }
+        guard let f = firsts.min(), let l = lasts.max(), l > f else { return 0 }
+        return l - f
+    }
+}
+
+extension FidelityReport {
+    /// Compares `originalPath` with `replayPath` through `map`.
+    /// - Throws: `TraceError` for bad traces.
+    public static func compute(originalPath: String, replayPath: String, map: ReplayMap) throws -> FidelityReport {
+        let original = try TraceReader(path: originalPath)
+        let replay = try TraceReader(path: replayPath)
+        var pairs: [(Int32, Int32)] = map.threads.compactMap { k, v in Int32(k).map { ($0, v) } }.sorted { $0.0 < $1.0 }
+        let replayTids = Set(replay.tasks.map(\.tid))
+        let missing = pairs.filter { !replayTids.contains($0.1) }.map(\.0)
+        pairs.removeAll { !replayTids.contains($0.1) }
+        let originalTids = Set(pairs.map(\.0)), replaySet = Set(pairs.map(\.1))
+        var window: ClosedRange<UInt64>?
+        if let s = map.startMonotonicNanoseconds, let e = map.endMonotonicNanoseconds, e >= s { window = s...e }
+        let o = try TraceFigures(reader: original, window: nil, tids: originalTids)
+        let r = try TraceFigures(reader: replay, window: window, tids: replaySet)
+
+        // Sum figures over every task index with that tid (a tid can appear twice after reuse).
+        func byTid(_ f: TraceFigures) -> [Int32: TaskSummary] {
+            var out: [Int32: TaskSummary] = [:]
+            for s in f.summary.tasks where s.task.intValue > 0 && s.task.intValue < f.tidOf.count {
+                let tid = f.tidOf[s.task.intValue]
+                var acc = out[tid] ?? TaskSummary(task: s.task)
+                acc.cpuNanoseconds += s.cpuNanoseconds
+                acc.sleeps += s.sleeps
+                acc.wakeups += s.wakeups
+                out[tid] = acc
+            }
+            return out
+        }
+        let oTasks = byTid(o), rTasks = byTid(r)
+        let commOf = Dictionary(o.tidOf.enumerated().map { ($0.element, o.comm[$0.offset]) }, uniquingKeysWith: { a, _ in a })
+        var tasks: [Task] = []
+        var cpuDiff = 0.0, cpuTotal = 0.0, sleepDiff = 0.0, sleepTotal = 0.0
+        for (ot, rt) in pairs {
+            let a = oTasks[ot] ?? TaskSummary(task: .idle), b = rTasks[rt] ?? TaskSummary(task: .idle)
+            cpuDiff += abs(Double(b.cpuNanoseconds) - Double(a.cpuNanoseconds))
+            cpuTotal += Double(a.cpuNanoseconds)
+            sleepDiff += abs(Double(b.sleeps) - Double(a.sleeps))
+            sleepTotal += Double(a.sleeps)
+            tasks.append(Task(
+                originalTid: ot, replayTid: rt, comm: commOf[ot] ?? "?",
+                originalCPUNanoseconds: a.cpuNanoseconds, replayCPUNanoseconds: b.cpuNanoseconds,
+                cpuError: a.cpuNanoseconds > 0 ? (Double(b.cpuNanoseconds) - Double(a.cpuNanoseconds)) / Double(a.cpuNanoseconds) : 0,
+                originalSleeps: a.sleeps, replaySleeps: b.sleeps,
+                sleepError: a.sleeps > 0 ? (Double(b.sleeps) - Double(a.sleeps)) / Double(a.sleeps) : 0,
+                originalWakeups: a.wakeups, replayWakeups: b.wakeups))
+        }
+        // Edges in replay tids, translated back to original tids.
+        let back = Dictionary(pairs.map { ($0.1, $0.0) }, uniquingKeysWith: { a, _ in a })
+        var rEdges: [Int64: Int] = [:]
+        for (key, n) in r.edges {
+            let w = Int32(truncatingIfNeeded: key >> 32), x = Int32(truncatingIfNeeded: key & 0xFFFF_FFFF)
+            if let ow = back[w], let ox = back[x] { rEdges[Int64(ow) << 32 | Int64(ox), default: 0] += n }
+        }
+        var minSum = 0.0, maxSum = 0.0
+        for key in Set(o.edges.keys).union(rEdges.keys) {
+            let a = Double(o.edges[key] ?? 0), b = Double(rEdges[key] ?? 0)
+            minSum += min(a, b)
+            maxSum += max(a, b)
+        }
+        let oLat = o.latencies.filter { originalTids.contains($0.key) }.values.flatMap { $0 }.sorted()
+        let rLat = r.latencies.filter { replaySet.contains($0.key) }.values.flatMap { $0 }.sorted()
+        let oMake = o.makespan(originalTids), rMake = r.makespan(replaySet)
+        func pct(_ s: [UInt64], _ p: Double) -> UInt64 { s.isEmpty ? 0 : s[min(s.count - 1, Int(Double(s.count) * p / 100))] }
+        return FidelityReport(
+            original: originalPath, replay: replayPath,
+            cpuWeightedAbsoluteError: cpuTotal > 0 ? cpuDiff / cpuTotal : 0,
+            sleepCountError: sleepTotal > 0 ? sleepDiff / sleepTotal : 0,
+            edgeSimilarity: maxSum > 0 ? minSum / maxSum : 1,
+            makespanRatio: oMake > 0 ? Double(rMake) / Double(oMake) : 0,
+            originalMakespanNanoseconds: oMake, replayMakespanNanoseconds: rMake,
+            wakeupLatencyKS: kolmogorovSmirnov(oLat, rLat),
+            originalWakeupLatencyP50: pct(oLat, 50), originalWakeupLatencyP99: pct(oLat, 99),
+            replayWakeupLatencyP50: pct(rLat, 50), replayWakeupLatencyP99: pct(rLat, 99),
+            matchedTasks: pairs.count, missingTasks: missing,
+            tasks: tasks.sorted { $0.originalCPUNanoseconds > $1.originalCPUNanoseconds })
+    }
+}
+
+/// Largest gap between the empirical CDFs of two sorted samples (0 when either is empty).
+public func kolmogorovSmirnov(_ a: [UInt64], _ b: [UInt64]) -> Double {
+    guard !a.isEmpty, !b.isEmpty else { return 0 }
+    var i = 0, j = 0, d = 0.0
+    while i < a.count && j < b.count {
+        let v = min(a[i], b[j])
+        while i < a.count && a[i] == v { i += 1 }
+        while j < b.count && b[j] == v { j += 1 }
+        d = max(d, abs(Double(i) / Double(a.count) - Double(j) / Double(b.count)))
+    }
+    return d
+}

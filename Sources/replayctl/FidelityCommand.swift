@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import Replayer
+import TraceFormat
+
+struct Fidelity: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check how faithfully a replay reproduced the original trace.",
+        discussion: """
+            Compares the original trace with a recording of its replay \
+            (`replayctl replay ORIGINAL.rpl --record-self REPLAY.rpl --map map.json`), task by \
+            task through the map: CPU-time error, sleep-count error, waker → wakee edge \
+            similarity, makespan ratio, and the Kolmogorov–Smirnov distance between the \
+            wakeup-latency distributions.
+            """)
+
+    @Argument(help: "The original trace.") var original: String
+    @Argument(help: "A recording of the replay.") var replay: String
+    @Option(help: "The map written by `replay --map`.") var map: String
+    @Flag(help: "Print JSON.") var json = false
+    @Option(help: "Show at most this many tasks (0: all).") var limit = 20
+
+    func run() throws {
+        try reportingErrors {
+            let mapData: Data
+            do { mapData = try Data(contentsOf: URL(fileURLWithPath: map)) } catch {
+                throw CommandError(message: "\(map): cannot read the map: \(error.localizedDescription)", code: ExitStatus.noInput)
+            }
+            let replayMap: ReplayMap
+            do { replayMap = try JSONDecoder().decode(ReplayMap.self, from: mapData) } catch {
+                throw CommandError.data("\(map): not a replay map ({\"threads\": {\"<original tid>\": <replay tid>}}): \(error)")
+            }
+            let report = try FidelityReport.compute(originalPath: original, replayPath: replay, map: replayMap)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(report), as: UTF8.self))
+                return
+            }
+            print("fidelity of \(replay) against \(original): \(report.matchedTasks) tasks matched"
+                  + (report.missingTasks.isEmpty ? "" : ", \(report.missingTasks.count) missing from the replay recording"))
+            print("  CPU time, weighted absolute error:  \(percent(report.cpuWeightedAbsoluteError))")
+            print("  sleep count error:                  \(percent(report.sleepCountError))")
+            print("  waker → wakee edge similarity:      \(String(format: "%.4f", report.edgeSimilarity))")
+            print("  makespan ratio (replay/original):   \(String(format: "%.3f", report.makespanRatio))  "
+                  + "(\(formatSeconds(report.replayMakespanNanoseconds)) / \(formatSeconds(report.originalMakespanNanoseconds)))")
+            print("  wakeup latency p50 / p99:           original \(micro(report.originalWakeupLatencyP50)) / \(micro(report.originalWakeupLatencyP99)), "
+                  + "replay \(micro(report.replayWakeupLatencyP50)) / \(micro(report.replayWakeupLatencyP99)); KS distance \(String(format: "%.3f", report.wakeupLatencyKS))")
+            print("")
+            print(pad("TID", 8) + pad("REPLAY", 8) + "  " + pad("COMM", 16, left: true) + pad("CPU(ms)", 10) + pad("REPLAY", 10)
+                  + pad("ERR", 8) + pad("SLEEPS", 8) + pad("REPLAY", 8))
+            for t in limit > 0 ? Array(report.tasks.prefix(limit)) : report.tasks {
+                print(pad("\(t.originalTid)", 8) + pad("\(t.replayTid)", 8) + "  " + pad(t.comm, 16, left: true)
+                      + pad(String(format: "%.3f", Double(t.originalCPUNanoseconds) / 1e6), 10)
+                      + pad(String(format: "%.3f", Double(t.replayCPUNanoseconds) / 1e6), 10)
+                      + pad(String(format: "%+.1f%%", t.cpuError * 100), 8) + pad("\(t.originalSleeps)", 8) + pad("\(t.replaySleeps)", 8))
+            }
+        }
+    }
+
+    func percent(_ x: Double) -> String { String(format: "%.2f %%", x * 100) }
+}
