@@ -16,7 +16,8 @@ public struct ReplayOptions: Sendable {
     public var maxThreads = 4096
     /// Stack of each replay thread.
     public var stackSize = 256 << 10
-    /// A wait that lasts this long without its wake is abandoned and counted (never a hang).
+    /// A wait still without its wake this long after the recorded wake time is abandoned and
+    /// counted (never a hang).
     public var waitTimeoutNanoseconds: UInt64 = 10_000_000_000
     /// Timer slack of replay threads (the default 50 µs would add 50–100 µs to every sleep).
     public var timerSlackNanoseconds: UInt = 1
@@ -351,7 +352,7 @@ final class ThreadContext: @unchecked Sendable {
             case let .run(ns):
                 cpuTarget += Double(ns) * scale
                 burn(until: cpuBase + UInt64(cpuTarget))
-            case let .wait(edge, count, _):
+            case let .wait(edge, count, recordedWake):
                 waits += 1
                 let counter = shared.edgeCount(edge)
                 if creplay_load32(counter) >= count {
@@ -359,7 +360,8 @@ final class ThreadContext: @unchecked Sendable {
                     continue
                 }
                 var blocked = false
-                let giveUp = creplay_monotonic_ns() + engine.options.waitTimeoutNanoseconds
+                // Long recorded waits are legitimate: the timeout counts from the recorded wake time.
+                let giveUp = max(creplay_monotonic_ns(), start + recordedWake) + engine.options.waitTimeoutNanoseconds
                 var satisfied = false
                 while true {
                     let sequence = creplay_load32(myFutex)
