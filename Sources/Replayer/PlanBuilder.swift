@@ -99,6 +99,10 @@ public enum PlanBuilder {
         var boundary: UInt64 = 0
         var intervals: [RunInterval] = []
         var cursor = 0
+        /// The task this one last woke (task context), for hand-offs.
+        var lastWoke = -1
+        /// The task that preempted this one right after this one woke it, or -1.
+        var preemptedBy = -1
     }
 
     struct Builder {
@@ -233,6 +237,7 @@ public enum PlanBuilder {
                     let e = edge(from: state[w].program, to: state[x].program, spawn: false)
                     plan.edges[e].count += 1
                     append(.wake(edge: e, target: state[x].program), to: w)
+                    state[w].lastWoke = x
                     if state[x].blocked {
                         append(.wait(edge: e, count: plan.edges[e].count, recordedWake: offset(t)), to: x)
                         endBlock(x, at: t)
@@ -244,15 +249,24 @@ public enum PlanBuilder {
                     endBlock(x, at: t)
                 }
             case let .switchTask(prev, prevState, next):
+                var handedOff = false
                 if isSelected(prev), !state[prev.intValue].exited {
                     let p = prev.intValue
                     ensureStarted(p, at: t, blocked: false)
                     if prevState.isBlocked && !state[p].blocked {
                         emitRun(p, upTo: t)
+                        if isSelected(next), state[next.intValue].preemptedBy == p, !state[next.intValue].exited {
+                            handOff(from: p, to: next.intValue, at: t)
+                            handedOff = true
+                        }
                         state[p].blocked = true
                         state[p].initialBlock = false
+                    } else if prevState == .running, isSelected(next), state[p].lastWoke == next.intValue {
+                        // The task it just woke preempted it (wakeup preemption).
+                        state[p].preemptedBy = next.intValue
                     }
                 }
+                if isSelected(next), !handedOff { state[next.intValue].preemptedBy = -1 }
                 if isSelected(next), !state[next.intValue].exited {
                     ensureStarted(next.intValue, at: t, blocked: false)
                     // Running again without a wakeup we saw (lost event): the block is over.
@@ -295,6 +309,21 @@ public enum PlanBuilder {
             case .wakeupNew, .migrate:
                 break
             }
+        }
+
+        /// `waker` woke `preempted`, which preempted it at once, and now blocks, handing the CPU
+        /// back: in the original `preempted` could not go on before this point, and what it
+        /// does next (typically reading what the other wrote) depends on it. Replayed as a
+        /// wake at the block and a wait at the preemption, which costs nothing when both
+        /// share a CPU again and restores the dependency when they do not. Not a sleep.
+        mutating func handOff(from waker: Int, to preempted: Int, at t: UInt64) {
+            let e = edge(from: state[waker].program, to: state[preempted].program, spawn: false)
+            plan.edges[e].count += 1
+            append(.wake(edge: e, target: state[preempted].program), to: waker)
+            emitRun(preempted, upTo: t)
+            append(.wait(edge: e, count: plan.edges[e].count, recordedWake: offset(t)), to: preempted)
+            state[preempted].preemptedBy = -1
+            plan.handoffs += 1
         }
 
         mutating func endBlock(_ task: Int, at t: UInt64) {

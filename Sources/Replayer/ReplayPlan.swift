@@ -78,6 +78,8 @@ public struct ReplayPlan: Equatable, Sendable {
     public var unmatchedWaits: Int = 0
     /// Wakes from a task context whose waker is replayed but the wakee is not.
     public var wakesToUnreplayed: Int = 0
+    /// Wakeup preemptions turned into hand-offs (`PlanBuilder.Builder.handOff`).
+    public var handoffs: Int = 0
     /// Switch-ins the trace did not log that were inferred while building.
     public var inferredSwitchIns: Int = 0
 

@@ -33,6 +33,7 @@ struct Replay: ParsableCommand {
     @Flag(help: "Replay every user task of the trace.") var all = false
     @Option(help: "Refuse to replay more threads than this.") var maxThreads = 4096
     @Flag(name: .shortAndLong, help: "Print only the summary.") var quiet = false
+    @Option(help: "Print the first N atoms of every thread's program and exit (a dry run).") var showPlan: Int?
 
     func validate() throws {
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
@@ -51,6 +52,10 @@ struct Replay: ParsableCommand {
             let session = try ReplaySession(tracePath: trace, selection: selection, options: options, tool: "replayctl \(replayctlVersion)")
             ReplayInterrupt.installSignalHandlers()
             printPlan(session)
+            if let showPlan {
+                printPrograms(session.plan, atoms: showPlan)
+                return
+            }
             let tty = isatty(1) != 0
             var warned = Set<String>()
             for i in 0..<(warmup + runs) {
@@ -88,10 +93,33 @@ struct Replay: ParsableCommand {
         if plan.unmatchedWaits > 0 {
             print("  \(plan.unmatchedWaits) waits whose waker is not replayed become timed sleeps")
         }
+        if plan.handoffs > 0 {
+            print("  \(plan.handoffs) wakeup preemptions replayed as hand-offs (the waker resumes when its wakee blocks)")
+        }
         if plan.inferredSwitchIns > 0 {
             print("  \(plan.inferredSwitchIns) switch-ins the recording kernel did not log were inferred")
         }
         for note in session.engine.notes { print("  note: \(note)") }
+    }
+
+    func printPrograms(_ plan: ReplayPlan, atoms: Int) {
+        for (i, p) in plan.programs.enumerated() {
+            print("thread \(i): \(p.comm) (tid \(p.tid)), \(p.atoms.count) atoms, \(formatSeconds(p.recordedCPUNanoseconds)) CPU, "
+                  + "\(p.sleeps) sleeps, \(p.waitCount) waits, \(p.timedSleepCount) timed, \(p.wakeCount) wakes"
+                  + (p.spawnedBy.map { ", spawned by thread \($0)" } ?? ""))
+            for atom in p.atoms.prefix(atoms) {
+                switch atom {
+                case let .run(ns): print("    run \(micro(ns))")
+                case let .wait(edge, count, wake):
+                    let e = plan.edges[edge]
+                    print("    wait for wake #\(count) from thread \(e.waker) (recorded at +\(micro(wake)))")
+                case let .sleepUntil(offset, unmatched): print("    sleep until +\(micro(offset))" + (unmatched ? " (waker not replayed)" : ""))
+                case let .wake(_, target): print("    wake thread \(target)")
+                case let .spawn(program, _): print("    spawn thread \(program)")
+                case let .exec(comm): print("    exec \(comm)")
+                }
+            }
+        }
     }
 
     func runLine(label: String, _ run: ReplayRun) -> String {

@@ -14,6 +14,7 @@ struct ReplayCtl: ParsableCommand {
             Info.self,
             Replay.self,
             Fidelity.self,
+            Import.self,
         ]
     )
 }

@@ -161,6 +161,34 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
         #expect(program(plan, "a").wakeCount == 2)
     }
 
+    @Test func wakeupPreemptionBecomesAHandOffNotASleep() {
+        // perf bench sched pipe on one CPU: b wakes a, a preempts b at once, a blocks, b resumes.
+        var s = TraceScript()
+        let a = s.task("a"), b = s.task("b")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(10, .switchTask(prev: b, prevState: .sleeping, next: a)) // (b blocks once: a real sleep)
+        s.at(20, .waking(waker: a, target: b, targetCPU: CPU(0), context: .task))
+        s.at(21, .switchTask(prev: a, prevState: .running, next: b))  // b preempts a
+        s.at(30, .waking(waker: b, target: a, targetCPU: CPU(0), context: .task))
+        s.at(31, .switchTask(prev: b, prevState: .running, next: a))  // a preempts b
+        s.at(40, .switchTask(prev: a, prevState: .sleeping, next: b))  // a blocks: hands the CPU back to b
+        s.at(50, .waking(waker: b, target: a, targetCPU: CPU(0), context: .task))
+        s.at(51, .switchTask(prev: b, prevState: .sleeping, next: a))
+        let plan = s.plan()
+        #expect(plan.handoffs == 1)
+        let pb = program(plan, "b")
+        // b's resumption at 40 µs waits for a's hand-off (the 2nd wake on a → b); not a sleep.
+        #expect(pb.atoms == [.run(nanoseconds: 10_000), .wait(edge: 0, count: 1, recordedWake: 20_000), .run(nanoseconds: 9_000),
+                             .wake(edge: 1, target: 1), .run(nanoseconds: 1_000), .wait(edge: 0, count: 2, recordedWake: 40_000),
+                             .run(nanoseconds: 10_000), .wake(edge: 1, target: 1), .run(nanoseconds: 1_000)])
+        #expect(pb.sleeps == 1)
+        // a was runnable (preempted) when b woke it at 30 µs: no wait there; its hand-off wake at 40 µs.
+        let pa = program(plan, "a")
+        #expect(pa.atoms == [.sleepUntil(offset: 10_000, unmatched: false), .run(nanoseconds: 10_000), .wake(edge: 0, target: 0),
+                             .run(nanoseconds: 10_000), .wake(edge: 0, target: 0), .wait(edge: 1, count: 2, recordedWake: 50_000)])
+        #expect(pa.sleeps == 1)
+    }
+
     @Test func kernelThreadsAreNotSelectedByDefault() {
         var s = TraceScript()
         _ = s.task("kworker/0:1", kernel: true)
