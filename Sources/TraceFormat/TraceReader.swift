@@ -21,6 +21,8 @@ public final class TraceReader {
     /// Size of the file in bytes.
     public let fileSize: UInt64
     private let handle: FileHandle
+    /// Offset of the footer index block, when the file was opened through it.
+    private var footerIndexOffset: UInt64?
 
     /// Total events in the readable chunks.
     public var eventCount: UInt64 { chunks.reduce(0) { $0 + UInt64($1.eventCount) } }
@@ -158,6 +160,7 @@ public final class TraceReader {
             metadata = try decodeJSON(TraceMetadata.self, metadataPayload, at: metadataOffset)
             tasks = table
             chunks = entries
+            footerIndexOffset = indexOffset
             return true
         } catch {
             // A damaged footer: fall back to scanning, which reports what it finds.
@@ -169,16 +172,22 @@ public final class TraceReader {
     private func scan() throws {
         var offset = UInt64(RPLFormat.fileHeaderSize)
         var sawMetadata = false
+        var sawTrailer = false
+        var truncated = false
         while offset < fileSize {
             let remaining = fileSize - offset
             if remaining < UInt64(RPLFormat.blockHeaderSize) {
                 damage.append(TraceDamage(offset: offset, length: remaining, reason: "file truncated inside a block header"))
+                truncated = true
                 break
             }
             let headerBytes = try read(at: offset, count: RPLFormat.blockHeaderSize)
             guard let header = parseHeader(headerBytes) else {
                 // The trailer of a complete file whose index could not be used ends here too.
-                if remaining == UInt64(RPLFormat.trailerSize), Array(headerBytes[8..<16]) == RPLFormat.endMagic { break }
+                if remaining == UInt64(RPLFormat.trailerSize), Array(headerBytes[8..<16]) == RPLFormat.endMagic {
+                    sawTrailer = true
+                    break
+                }
                 let next = try resynchronize(after: offset)
                 damage.append(TraceDamage(offset: offset, length: next - offset, reason: "unreadable block header"))
                 offset = next
@@ -188,6 +197,7 @@ public final class TraceReader {
             if blockEnd > fileSize {
                 damage.append(TraceDamage(offset: offset, length: remaining,
                                           reason: "file truncated inside a block of \(header.length) bytes (the writer was stopped before finishing it)"))
+                truncated = true
                 break
             }
             let payload = try read(at: offset + UInt64(RPLFormat.blockHeaderSize), count: header.length)
@@ -236,7 +246,17 @@ public final class TraceReader {
             offset = blockEnd
         }
         if !sawMetadata && chunks.isEmpty {
-            throw TraceError.empty(path: path, detail: "no readable block: \(damage.map(\.description).joined(separator: "; "))")
+            let detail = damage.isEmpty ? "the file holds only its header: nothing was recorded"
+                : "no readable block: \(damage.map(\.description).joined(separator: "; "))"
+            throw TraceError.empty(path: path, detail: detail)
+        }
+        // Say why the footer was not used when no damage explains it already.
+        if !truncated && !sawTrailer {
+            damage.append(TraceDamage(offset: fileSize, length: 0,
+                                      reason: "the file ends without its footer (the writer did not finish): events recorded after this point are missing"))
+        } else if sawTrailer && damage.isEmpty {
+            damage.append(TraceDamage(offset: fileSize - UInt64(RPLFormat.trailerSize), length: UInt64(RPLFormat.trailerSize),
+                                      reason: "the trailer does not point at a valid index: the file was read by scanning its blocks"))
         }
         // Metadata from the start of a recording has no duration yet: take it from the events.
         if metadata.durationNanoseconds == 0, let first = chunks.first, let last = chunks.last {
@@ -330,9 +350,41 @@ public final class TraceReader {
         }
     }
 
-    /// Checks every chunk; returns the errors found (empty for a sound file).
+    /// Checks every block's checksums and every chunk's events; returns the errors found
+    /// (empty for a sound file).
     public func validate() -> [TraceError] {
         var errors: [TraceError] = []
+        if let end = footerIndexOffset {
+            // Blocks the footer does not point at (start metadata, task definitions) are
+            // checked too, so that no damaged byte goes unnoticed.
+            var offset = UInt64(RPLFormat.fileHeaderSize)
+            let chunkOffsets = chunks.map(\.offset)
+            while offset < end {
+                guard let headerBytes = try? read(at: offset, count: RPLFormat.blockHeaderSize), let header = parseHeader(headerBytes) else {
+                    // A damaged chunk header is reported below, by its chunk number.
+                    if !chunkOffsets.contains(offset) {
+                        errors.append(.corruptBlock(path: path, offset: offset, reason: "block header checksum mismatch"))
+                    }
+                    // Continue at the next chunk the index knows of.
+                    guard let next = chunkOffsets.first(where: { $0 > offset }), next < end else { break }
+                    offset = next
+                    continue
+                }
+                let blockEnd = offset + UInt64(RPLFormat.blockHeaderSize) + UInt64(header.length)
+                if header.type != BlockType.events.rawValue {
+                    do {
+                        let (_, payload) = try readBlock(at: offset)
+                        if header.type == BlockType.metadata.rawValue { _ = try decodeJSON(TraceMetadata.self, payload, at: offset) }
+                        if header.type == BlockType.taskDefinitions.rawValue { _ = try decodeJSON([TaskDefinition].self, payload, at: offset) }
+                    } catch let e as TraceError {
+                        errors.append(e)
+                    } catch {
+                        errors.append(.corruptBlock(path: path, offset: offset, reason: "\(error)"))
+                    }
+                }
+                offset = blockEnd
+            }
+        }
         for number in chunks.indices {
             do { try decodeChunk(number) { _ in } } catch let e as TraceError { errors.append(e) } catch {
                 errors.append(.corruptChunk(path: path, chunk: number, offset: chunks[number].offset, reason: "\(error)"))
