@@ -20,7 +20,12 @@ public final class TraceReader {
     public private(set) var version: (major: UInt16, minor: UInt16) = (0, 0)
     /// Size of the file in bytes.
     public let fileSize: UInt64
-    private let handle: FileHandle
+    /// Where the bytes come from: a file descriptor read with `pread`, or memory (fuzzing).
+    private enum Source {
+        case file(Int32)
+        case memory([UInt8])
+    }
+    private let source: Source
     /// Offset of the footer index block, when the file was opened through it.
     private var footerIndexOffset: UInt64?
 
@@ -31,16 +36,30 @@ public final class TraceReader {
     /// - Throws: `TraceError` when the file cannot be read or is not a trace.
     public init(path: String) throws {
         self.path = path
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            let reason = FileManager.default.fileExists(atPath: path) ? "cannot open the file (permission?)" : "no such file"
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let reason = errno == ENOENT ? "no such file" : "cannot open the file: \(String(cString: strerror(errno)))"
             throw TraceError.io(path: path, reason: reason)
         }
-        self.handle = handle
-        do {
-            fileSize = try handle.seekToEnd()
-        } catch {
-            throw TraceError.io(path: path, reason: "cannot read the file size: \(error)")
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            close(fd)
+            throw TraceError.io(path: path, reason: "cannot read the file size: \(String(cString: strerror(errno)))")
         }
+        source = .file(fd)
+        fileSize = UInt64(max(0, info.st_size))
+        try openContents()
+    }
+
+    /// Reads a trace held in memory; `path` only names it in messages. Used by the fuzz target.
+    init(path: String, contents: [UInt8]) throws {
+        self.path = path
+        source = .memory(contents)
+        fileSize = UInt64(contents.count)
+        try openContents()
+    }
+
+    private func openContents() throws {
         let header = try read(at: 0, count: min(RPLFormat.fileHeaderSize, Int(fileSize)))
         guard header.count >= 8, Array(header.prefix(8)) == RPLFormat.magic else {
             throw TraceError.notATrace(path: path, detail: header.count < 8 ? "only \(fileSize) bytes" : "wrong magic number")
@@ -60,17 +79,40 @@ public final class TraceReader {
         }
     }
 
-    deinit { try? handle.close() }
+    deinit {
+        if case let .file(fd) = source { close(fd) }
+    }
 
     // MARK: Reading blocks
 
+    /// Up to `count` bytes at `offset` (fewer at the end of the file).
     private func read(at offset: UInt64, count: Int) throws -> [UInt8] {
-        do {
-            try handle.seek(toOffset: offset)
-            let data = try handle.read(upToCount: count) ?? Data()
-            return [UInt8](data)
-        } catch {
-            throw TraceError.io(path: path, reason: "read failed at byte \(offset): \(error)")
+        guard offset < fileSize, count > 0 else { return [] }
+        let wanted = Int(min(UInt64(count), fileSize - offset))
+        switch source {
+        case let .memory(bytes):
+            return Array(bytes[Int(offset)..<Int(offset) + wanted])
+        case let .file(fd):
+            var failure: Int32 = 0
+            let result = [UInt8](unsafeUninitializedCapacity: wanted) { buffer, initialized in
+                var done = 0
+                while done < wanted {
+                    let n = pread(fd, buffer.baseAddress! + done, wanted - done, off_t(offset) + off_t(done))
+                    if n > 0 {
+                        done += n
+                    } else if n == 0 {
+                        break  // the file shrank since it was opened
+                    } else if errno != EINTR {
+                        failure = errno
+                        break
+                    }
+                }
+                initialized = done
+            }
+            if failure != 0 {
+                throw TraceError.io(path: path, reason: "read failed at byte \(offset): \(String(cString: strerror(failure)))")
+            }
+            return result
         }
     }
 
