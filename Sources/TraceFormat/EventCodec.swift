@@ -133,9 +133,14 @@ struct EventEncoder {
                 tag |= 0x10
                 varint(task.rawValue)
             }
-            let utf8 = Array(comm.utf8.prefix(255))
-            varint(UInt64(utf8.count))
-            bytes.append(contentsOf: utf8)
+            // At most 255 bytes, cut on a character boundary so the name stays valid UTF-8.
+            var length = min(comm.utf8.count, 255)
+            if length < comm.utf8.count {
+                let utf8 = Array(comm.utf8)
+                while length > 0 && utf8[length] & 0xC0 == 0x80 { length -= 1 }
+            }
+            varint(UInt64(length))
+            bytes.append(contentsOf: comm.utf8.prefix(length))
         }
         bytes[tagPosition] = tag
     }

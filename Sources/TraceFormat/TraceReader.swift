@@ -20,7 +20,14 @@ public final class TraceReader {
     public private(set) var version: (major: UInt16, minor: UInt16) = (0, 0)
     /// Size of the file in bytes.
     public let fileSize: UInt64
-    private let handle: FileHandle
+    /// Where the bytes come from: a file descriptor read with `pread`, or memory (fuzzing).
+    private enum Source {
+        case file(Int32)
+        case memory([UInt8])
+    }
+    private let source: Source
+    /// Offset of the footer index block, when the file was opened through it.
+    private var footerIndexOffset: UInt64?
 
     /// Total events in the readable chunks.
     public var eventCount: UInt64 { chunks.reduce(0) { $0 + UInt64($1.eventCount) } }
@@ -29,16 +36,30 @@ public final class TraceReader {
     /// - Throws: `TraceError` when the file cannot be read or is not a trace.
     public init(path: String) throws {
         self.path = path
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            let reason = FileManager.default.fileExists(atPath: path) ? "cannot open the file (permission?)" : "no such file"
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let reason = errno == ENOENT ? "no such file" : "cannot open the file: \(String(cString: strerror(errno)))"
             throw TraceError.io(path: path, reason: reason)
         }
-        self.handle = handle
-        do {
-            fileSize = try handle.seekToEnd()
-        } catch {
-            throw TraceError.io(path: path, reason: "cannot read the file size: \(error)")
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            close(fd)
+            throw TraceError.io(path: path, reason: "cannot read the file size: \(String(cString: strerror(errno)))")
         }
+        source = .file(fd)
+        fileSize = UInt64(max(0, info.st_size))
+        try openContents()
+    }
+
+    /// Reads a trace held in memory; `path` only names it in messages. Used by the fuzz target.
+    init(path: String, contents: [UInt8]) throws {
+        self.path = path
+        source = .memory(contents)
+        fileSize = UInt64(contents.count)
+        try openContents()
+    }
+
+    private func openContents() throws {
         let header = try read(at: 0, count: min(RPLFormat.fileHeaderSize, Int(fileSize)))
         guard header.count >= 8, Array(header.prefix(8)) == RPLFormat.magic else {
             throw TraceError.notATrace(path: path, detail: header.count < 8 ? "only \(fileSize) bytes" : "wrong magic number")
@@ -58,17 +79,40 @@ public final class TraceReader {
         }
     }
 
-    deinit { try? handle.close() }
+    deinit {
+        if case let .file(fd) = source { close(fd) }
+    }
 
     // MARK: Reading blocks
 
+    /// Up to `count` bytes at `offset` (fewer at the end of the file).
     private func read(at offset: UInt64, count: Int) throws -> [UInt8] {
-        do {
-            try handle.seek(toOffset: offset)
-            let data = try handle.read(upToCount: count) ?? Data()
-            return [UInt8](data)
-        } catch {
-            throw TraceError.io(path: path, reason: "read failed at byte \(offset): \(error)")
+        guard offset < fileSize, count > 0 else { return [] }
+        let wanted = Int(min(UInt64(count), fileSize - offset))
+        switch source {
+        case let .memory(bytes):
+            return Array(bytes[Int(offset)..<Int(offset) + wanted])
+        case let .file(fd):
+            var failure: Int32 = 0
+            let result = [UInt8](unsafeUninitializedCapacity: wanted) { buffer, initialized in
+                var done = 0
+                while done < wanted {
+                    let n = pread(fd, buffer.baseAddress! + done, wanted - done, off_t(offset) + off_t(done))
+                    if n > 0 {
+                        done += n
+                    } else if n == 0 {
+                        break  // the file shrank since it was opened
+                    } else if errno != EINTR {
+                        failure = errno
+                        break
+                    }
+                }
+                initialized = done
+            }
+            if failure != 0 {
+                throw TraceError.io(path: path, reason: "read failed at byte \(offset): \(String(cString: strerror(failure)))")
+            }
+            return result
         }
     }
 
@@ -158,6 +202,7 @@ public final class TraceReader {
             metadata = try decodeJSON(TraceMetadata.self, metadataPayload, at: metadataOffset)
             tasks = table
             chunks = entries
+            footerIndexOffset = indexOffset
             return true
         } catch {
             // A damaged footer: fall back to scanning, which reports what it finds.
@@ -169,16 +214,22 @@ public final class TraceReader {
     private func scan() throws {
         var offset = UInt64(RPLFormat.fileHeaderSize)
         var sawMetadata = false
+        var sawTrailer = false
+        var truncated = false
         while offset < fileSize {
             let remaining = fileSize - offset
             if remaining < UInt64(RPLFormat.blockHeaderSize) {
                 damage.append(TraceDamage(offset: offset, length: remaining, reason: "file truncated inside a block header"))
+                truncated = true
                 break
             }
             let headerBytes = try read(at: offset, count: RPLFormat.blockHeaderSize)
             guard let header = parseHeader(headerBytes) else {
                 // The trailer of a complete file whose index could not be used ends here too.
-                if remaining == UInt64(RPLFormat.trailerSize), Array(headerBytes[8..<16]) == RPLFormat.endMagic { break }
+                if remaining == UInt64(RPLFormat.trailerSize), Array(headerBytes[8..<16]) == RPLFormat.endMagic {
+                    sawTrailer = true
+                    break
+                }
                 let next = try resynchronize(after: offset)
                 damage.append(TraceDamage(offset: offset, length: next - offset, reason: "unreadable block header"))
                 offset = next
@@ -188,6 +239,7 @@ public final class TraceReader {
             if blockEnd > fileSize {
                 damage.append(TraceDamage(offset: offset, length: remaining,
                                           reason: "file truncated inside a block of \(header.length) bytes (the writer was stopped before finishing it)"))
+                truncated = true
                 break
             }
             let payload = try read(at: offset + UInt64(RPLFormat.blockHeaderSize), count: header.length)
@@ -236,7 +288,17 @@ public final class TraceReader {
             offset = blockEnd
         }
         if !sawMetadata && chunks.isEmpty {
-            throw TraceError.empty(path: path, detail: "no readable block: \(damage.map(\.description).joined(separator: "; "))")
+            let detail = damage.isEmpty ? "the file holds only its header: nothing was recorded"
+                : "no readable block: \(damage.map(\.description).joined(separator: "; "))"
+            throw TraceError.empty(path: path, detail: detail)
+        }
+        // Say why the footer was not used when no damage explains it already.
+        if !truncated && !sawTrailer {
+            damage.append(TraceDamage(offset: fileSize, length: 0,
+                                      reason: "the file ends without its footer (the writer did not finish): events recorded after this point are missing"))
+        } else if sawTrailer && damage.isEmpty {
+            damage.append(TraceDamage(offset: fileSize - UInt64(RPLFormat.trailerSize), length: UInt64(RPLFormat.trailerSize),
+                                      reason: "the trailer does not point at a valid index: the file was read by scanning its blocks"))
         }
         // Metadata from the start of a recording has no duration yet: take it from the events.
         if metadata.durationNanoseconds == 0, let first = chunks.first, let last = chunks.last {
@@ -330,9 +392,41 @@ public final class TraceReader {
         }
     }
 
-    /// Checks every chunk; returns the errors found (empty for a sound file).
+    /// Checks every block's checksums and every chunk's events; returns the errors found
+    /// (empty for a sound file).
     public func validate() -> [TraceError] {
         var errors: [TraceError] = []
+        if let end = footerIndexOffset {
+            // Blocks the footer does not point at (start metadata, task definitions) are
+            // checked too, so that no damaged byte goes unnoticed.
+            var offset = UInt64(RPLFormat.fileHeaderSize)
+            let chunkOffsets = chunks.map(\.offset)
+            while offset < end {
+                guard let headerBytes = try? read(at: offset, count: RPLFormat.blockHeaderSize), let header = parseHeader(headerBytes) else {
+                    // A damaged chunk header is reported below, by its chunk number.
+                    if !chunkOffsets.contains(offset) {
+                        errors.append(.corruptBlock(path: path, offset: offset, reason: "block header checksum mismatch"))
+                    }
+                    // Continue at the next chunk the index knows of.
+                    guard let next = chunkOffsets.first(where: { $0 > offset }), next < end else { break }
+                    offset = next
+                    continue
+                }
+                let blockEnd = offset + UInt64(RPLFormat.blockHeaderSize) + UInt64(header.length)
+                if header.type != BlockType.events.rawValue {
+                    do {
+                        let (_, payload) = try readBlock(at: offset)
+                        if header.type == BlockType.metadata.rawValue { _ = try decodeJSON(TraceMetadata.self, payload, at: offset) }
+                        if header.type == BlockType.taskDefinitions.rawValue { _ = try decodeJSON([TaskDefinition].self, payload, at: offset) }
+                    } catch let e as TraceError {
+                        errors.append(e)
+                    } catch {
+                        errors.append(.corruptBlock(path: path, offset: offset, reason: "\(error)"))
+                    }
+                }
+                offset = blockEnd
+            }
+        }
         for number in chunks.indices {
             do { try decodeChunk(number) { _ in } } catch let e as TraceError { errors.append(e) } catch {
                 errors.append(.corruptChunk(path: path, chunk: number, offset: chunks[number].offset, reason: "\(error)"))
