@@ -20,42 +20,44 @@ public struct ConfidenceInterval: Equatable, Sendable, Codable {
     public var excludesZero: Bool { lower > 0 || upper < 0 }
 }
 
-/// Percentile-bootstrap confidence intervals over run-level figures.
+/// Percentile-bootstrap confidence intervals over run-level figures (one number per run).
 ///
 /// Each set's runs are resampled with replacement (the run is the unit: samples within one
-/// run share that run's conditions and are not independent), the statistic is computed on
-/// both resamples, and the interval is read from the quantiles of the resampled
-/// differences.
+/// run share that run's conditions and are not independent), the mean is computed on both
+/// resamples, and the interval is read from the quantiles of the resampled differences.
 public enum Bootstrap {
     /// Arithmetic mean of `values` (0 for none).
     public static func mean(_ values: [Double]) -> Double {
         values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count)
     }
 
-    /// Confidence interval of the relative difference `statistic(other) / statistic(base) − 1`.
+    /// Confidence interval of the relative difference of means, `mean(other) / mean(base) − 1`,
+    /// resampling the runs of each set with replacement.
     /// - Parameters:
     ///   - base: run-level figures of the base set (one per run).
     ///   - other: run-level figures of the compared set.
     ///   - level: coverage, 0.95 for a 95 % interval.
     ///   - resamples: number of bootstrap resamples.
-    ///   - statistic: figure of a set of runs; the mean by default.
     ///   - generator: the random source; seed it for reproducible intervals.
     /// - Returns: nil when either set is empty.
-    public static func relativeDifference<G: RandomNumberGenerator>(
-        base: [Double], other: [Double], level: Double = 0.95, resamples: Int = 2000,
-        statistic: ([Double]) -> Double = Bootstrap.mean, generator: inout G
-    ) -> ConfidenceInterval? {
+    public static func relativeDifference(base: [Double], other: [Double], level: Double = 0.95, resamples: Int = 2000,
+                                          generator: inout SeededGenerator) -> ConfidenceInterval? {
         guard !base.isEmpty, !other.isEmpty, resamples > 0 else { return nil }
-        var deltas: [Double] = []
-        deltas.reserveCapacity(resamples)
-        var a = base, b = other
-        for _ in 0..<resamples {
-            for k in a.indices { a[k] = base[Int.random(in: 0..<base.count, using: &generator)] }
-            for k in b.indices { b[k] = other[Int.random(in: 0..<other.count, using: &generator)] }
-            let sa = statistic(a), sb = statistic(b)
-            // A resample whose base statistic is 0 has no relative difference; count it as
-            // "no change" only if the other is 0 too, else as an unbounded increase.
-            deltas.append(sa != 0 ? sb / sa - 1 : (sb == 0 ? 0 : .infinity))
+        var deltas = [Double](repeating: 0, count: resamples)
+        let m = base.count, n = other.count
+        base.withUnsafeBufferPointer { a in
+            other.withUnsafeBufferPointer { b in
+                for r in 0..<resamples {
+                    var sa = 0.0, sb = 0.0
+                    for _ in 0..<m { sa += a[generator.nextIndex(below: m)] }
+                    for _ in 0..<n { sb += b[generator.nextIndex(below: n)] }
+                    sa /= Double(m)
+                    sb /= Double(n)
+                    // A resample whose base mean is 0 has no relative difference; count it as
+                    // "no change" only if the other is 0 too, else as an unbounded increase.
+                    deltas[r] = sa != 0 ? sb / sa - 1 : (sb == 0 ? 0 : .infinity)
+                }
+            }
         }
         deltas.sort()
         let tail = (1 - level) / 2

@@ -87,6 +87,10 @@ public struct ComparisonOptions: Sendable, Equatable {
     public var seed: UInt64 = 0x5EED
     /// Metrics compared, in table order.
     public var metrics: [ComparedMetric] = ComparedMetric.allCases
+    /// Skip the bootstrap when the rank test is not significant. The verdict is the same
+    /// (it needs a significant test), only `deltaInterval` is left out; simulations of
+    /// thousands of comparisons use it to save time.
+    public var intervalOnlyWhenSignificant = false
 
     /// The defaults: α 0.05, minimum effect 2 %, 2000 resamples.
     public init() {}
@@ -116,7 +120,10 @@ public struct MetricComparison: Equatable, Sendable, Codable {
     public var deltaInterval: ConfidenceInterval?
     /// Mann–Whitney U test on the run figures.
     public var rankTest: RankTestResult?
-    /// True when the rank test's p-value is below α.
+    /// The rank test's p-value after Holm's correction within the metric's family (primary
+    /// metrics, other metrics); equal to the raw p-value for a metric compared alone.
+    public var adjustedPValue: Double?
+    /// True when `adjustedPValue` is below α.
     public var significant: Bool
     /// better, worse or no-difference for this metric.
     public var verdict: Verdict
@@ -144,23 +151,33 @@ public struct SetComparison: Equatable, Sendable, Codable {
 /// interval and the verdict rule.
 public enum Comparison {
     /// The verdict rule for one metric. A change is called better or worse only when all
-    /// three hold: the rank test is significant at α, the (1 − α) bootstrap interval of
-    /// the relative change excludes 0, and the estimated change is at least
+    /// three hold: the rank test is significant (its p-value, after Holm's correction for
+    /// the other metrics of the same family, is below α), the (1 − α) bootstrap interval
+    /// of the relative change excludes 0, and the estimated change is at least
     /// `minimumEffect` in size.
     /// - Parameters:
     ///   - base: one figure per base run (nanoseconds).
     ///   - other: one figure per compared run.
+    ///   - options: α, minimum effect, resamples. The p-value is not corrected for other
+    ///     metrics; `compare(base:other:baseLabel:otherLabel:options:)` does that.
     ///   - seed: seed of the bootstrap generator.
     public static func compare(metric: ComparedMetric, base: [Double], other: [Double],
                                options: ComparisonOptions = ComparisonOptions(), seed: UInt64? = nil) -> MetricComparison {
+        var result = prepare(metric: metric, base: base, other: other)
+        judge(&result, base: base, other: other, adjustedPValue: result.rankTest?.pValue, options: options, seed: seed ?? options.seed)
+        return result
+    }
+
+    /// Run figures, means, variation, change and rank test; no verdict yet.
+    static func prepare(metric: ComparedMetric, base: [Double], other: [Double]) -> MetricComparison {
         var result = MetricComparison(
             metric: metric.rawValue, label: metric.label, primary: metric.isPrimary,
             baseRuns: base.count, otherRuns: other.count,
             baseValue: base.isEmpty ? nil : Bootstrap.mean(base), otherValue: other.isEmpty ? nil : Bootstrap.mean(other),
             baseVariation: variation(base), otherVariation: variation(other),
-            delta: nil, deltaInterval: nil, rankTest: nil, significant: false, verdict: .noDifference, note: nil)
+            delta: nil, deltaInterval: nil, rankTest: nil, adjustedPValue: nil, significant: false, verdict: .noDifference, note: nil)
         guard base.count >= 2, other.count >= 2 else {
-            result.note = base.isEmpty || other.isEmpty ? "no samples in \(base.isEmpty ? "base" : "compared") runs"
+            result.note = base.isEmpty || other.isEmpty ? "no samples in the \(base.isEmpty ? "base" : "compared") runs"
                 : "fewer than 2 runs with samples: cannot judge"
             return result
         }
@@ -168,42 +185,79 @@ public enum Comparison {
             result.note = "base value is 0: no relative change"
             return result
         }
-        let delta = otherMean / baseMean - 1
-        result.delta = delta
-        var generator = SeededGenerator(seed: seed ?? options.seed)
-        result.deltaInterval = Bootstrap.relativeDifference(base: base, other: other, level: 1 - options.alpha,
-                                                           resamples: options.resamples, generator: &generator)
-        let test = MannWhitney.test(base, other)
-        result.rankTest = test
-        result.significant = test.pValue < options.alpha
+        result.delta = otherMean / baseMean - 1
+        result.rankTest = MannWhitney.test(base, other)
+        return result
+    }
+
+    /// Applies the verdict rule given the (family-adjusted) p-value.
+    static func judge(_ result: inout MetricComparison, base: [Double], other: [Double], adjustedPValue: Double?,
+                      options: ComparisonOptions, seed: UInt64) {
+        guard let delta = result.delta, let test = result.rankTest, let p = adjustedPValue else { return }
+        result.adjustedPValue = p
+        result.significant = p < options.alpha
+        if result.significant || !options.intervalOnlyWhenSignificant {
+            var generator = SeededGenerator(seed: seed)
+            result.deltaInterval = Bootstrap.relativeDifference(base: base, other: other, level: 1 - options.alpha,
+                                                               resamples: options.resamples, generator: &generator)
+        }
         let intervalExcludesZero = result.deltaInterval?.excludesZero ?? false
         let bigEnough = abs(delta) >= options.minimumEffect
         if result.significant && intervalExcludesZero && bigEnough {
             result.verdict = delta > 0 ? .worse : .better
+            return
+        }
+        if test.pValue >= options.alpha, min(base.count, other.count) < 4, base.count + other.count < 8 {
+            result.note = "too few runs: the rank test cannot reach p < 0.05 with fewer than 4 runs per set"
         } else if result.significant || intervalExcludesZero {
             var reasons: [String] = []
-            if !result.significant { reasons.append(String(format: "rank test p = %.3f ≥ α", test.pValue)) }
-            if !intervalExcludesZero { reasons.append("interval includes 0") }
-            if !bigEnough { reasons.append(String(format: "change below the %.0f %% minimum effect", options.minimumEffect * 100)) }
+            if !result.significant {
+                reasons.append(p == test.pValue ? String(format: "rank test p = %.3f", p)
+                               : String(format: "rank test p = %.3f (%.3f after Holm correction)", test.pValue, p))
+            }
+            if result.deltaInterval != nil && !intervalExcludesZero { reasons.append("interval includes 0") }
+            if !bigEnough { reasons.append(String(format: "change below the %g %% minimum effect", options.minimumEffect * 100)) }
             result.note = reasons.joined(separator: "; ")
         }
-        if !result.significant, test.pValue >= options.alpha, min(base.count, other.count) < 4 {
-            result.note = "fewer than 4 runs per set: the rank test cannot reach p < 0.05"
+    }
+
+    /// Holm's step-down adjustment: adjusted p-values controlling the family-wise error rate.
+    public static func holmAdjusted(_ pValues: [Double]) -> [Double] {
+        let order = pValues.indices.sorted { pValues[$0] < pValues[$1] }
+        var adjusted = [Double](repeating: 1, count: pValues.count)
+        var running = 0.0
+        for (rank, i) in order.enumerated() {
+            running = max(running, min(1, Double(pValues.count - rank) * pValues[i]))
+            adjusted[i] = running
         }
-        return result
+        return adjusted
     }
 
     /// Compares every metric of `other` with `base`, using measured (non-warmup) runs.
+    /// P-values are Holm-corrected within two families, the primary metrics and the
+    /// others, so that the chance of calling any primary metric (hence the whole set)
+    /// better or worse when nothing changed stays at most α.
     public static func compare(base: ReplayResults, other: ReplayResults, baseLabel: String, otherLabel: String,
                                options: ComparisonOptions = ComparisonOptions()) -> SetComparison {
         let baseRuns = base.measuredRuns, otherRuns = other.measuredRuns
         var metrics: [MetricComparison] = []
-        for (k, metric) in options.metrics.enumerated() {
+        var values: [([Double], [Double])] = []
+        for metric in options.metrics {
             let a = baseRuns.compactMap { metric.value(of: $0) }
             let b = otherRuns.compactMap { metric.value(of: $0) }
+            values.append((a, b))
+            metrics.append(prepare(metric: metric, base: a, other: b))
+        }
+        var adjusted = [Double?](repeating: nil, count: metrics.count)
+        for family in [true, false] {
+            let members = metrics.indices.filter { metrics[$0].primary == family && metrics[$0].rankTest != nil }
+            let p = holmAdjusted(members.map { metrics[$0].rankTest!.pValue })
+            for (k, i) in members.enumerated() { adjusted[i] = p[k] }
+        }
+        for (k, metric) in options.metrics.enumerated() {
             // Each metric gets its own stream, reproducible whatever metrics are selected.
             let seed = options.seed &+ UInt64(ComparedMetric.allCases.firstIndex(of: metric) ?? k) &* 0x9E37_79B9
-            metrics.append(compare(metric: metric, base: a, other: b, options: options, seed: seed))
+            judge(&metrics[k], base: values[k].0, other: values[k].1, adjustedPValue: adjusted[k], options: options, seed: seed)
         }
         let (verdict, deciding) = overallVerdict(metrics)
         return SetComparison(base: baseLabel, other: otherLabel, verdict: verdict, decidingMetrics: deciding, metrics: metrics)

@@ -46,8 +46,11 @@ public enum MannWhitney {
         let hasTies = tieTerm > 0
         let mn = Double(m * n)
         if !hasTies && m <= exactLimit && n <= exactLimit {
-            let lower = exactCumulative(m: m, n: n, upTo: Int(u.rounded()))
-            let upper = 1 - exactCumulative(m: m, n: n, upTo: Int(u.rounded()) - 1)
+            let distribution = exactDistribution(m: m, n: n)
+            let total = distribution.reduce(0, +)
+            let k = Int(u.rounded())
+            let lower = distribution[...k].reduce(0, +) / total
+            let upper = distribution[k...].reduce(0, +) / total
             return RankTestResult(u: u, pValue: min(1, 2 * min(lower, upper)), exact: true, hasTies: false)
         }
         let total = Double(m + n)
@@ -62,26 +65,28 @@ public enum MannWhitney {
     /// P(U ≤ k) under the null hypothesis for samples of m and n distinct values.
     static func exactCumulative(m: Int, n: Int, upTo k: Int) -> Double {
         if k < 0 { return 0 }
-        let maxU = m * n
-        if k >= maxU { return 1 }
-        // counts[j][u]: arrangements of i values from the first sample and j from the second
-        // with statistic u, built up over i (f(i, j, u) = f(i−1, j, u−j) + f(i, j−1, u)).
-        var previous = [[Double]](repeating: [1], count: n + 1)   // i = 0: U is always 0
-        for i in 1...m {
-            var current = [[Double]](repeating: [], count: n + 1)
-            current[0] = [1]                                       // j = 0: U is always 0
-            for j in 1...n {
-                var row = [Double](repeating: 0, count: i * j + 1)
-                let fromFirst = previous[j]                        // f(i−1, j, ·) shifted by j
-                for (u, c) in fromFirst.enumerated() where c != 0 { row[u + j] += c }
-                let fromSecond = current[j - 1]                    // f(i, j−1, ·)
-                for (u, c) in fromSecond.enumerated() where c != 0 { row[u] += c }
-                current[j] = row
+        if k >= m * n { return 1 }
+        let distribution = exactDistribution(m: m, n: n)
+        return distribution.prefix(k + 1).reduce(0, +) / distribution.reduce(0, +)
+    }
+
+    /// Number of rank arrangements giving each U = 0 … m·n: the coefficients of the
+    /// Gaussian binomial coefficient [m+n choose m](q) = ∏ₖ₌₁..ₘ (1 − q^(n+k)) / (1 − q^k).
+    static func exactDistribution(m: Int, n: Int) -> [Double] {
+        var c = [Double](repeating: 0, count: m * n + 1)
+        c[0] = 1
+        guard m > 0, n > 0 else { return c }
+        c.withUnsafeMutableBufferPointer { c in
+            for k in 1...m {
+                let top = k * n   // degree of [n+k choose k]
+                // × (1 − q^(n+k)), highest degree first so each term uses the old value.
+                var u = top
+                while u >= n + k { c[u] -= c[u - n - k]; u -= 1 }
+                // ÷ (1 − q^k): a running sum with stride k.
+                u = k
+                while u <= top { c[u] += c[u - k]; u += 1 }
             }
-            previous = current
         }
-        let distribution = previous[n]
-        let total = distribution.reduce(0, +)
-        return distribution.prefix(k + 1).reduce(0, +) / total
+        return c
     }
 }
