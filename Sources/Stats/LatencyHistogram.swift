@@ -79,17 +79,19 @@ public struct LatencyHistogram: Equatable, Sendable, Codable {
         guard count > 0 else { return 0 }
         if percentile <= 0 { return minimum }
         if percentile >= 100 { return maximum }
-        let rank = UInt64((percentile / 100 * Double(count)).rounded(.up))
-        var seen: UInt64 = 0
-        for (i, c) in counts.enumerated() where c > 0 {
-            seen += c
-            if seen >= Swift.max(rank, 1) {
-                let r = Self.range(of: i)
-                let mid = r.lowerBound + (r.upperBound - r.lowerBound) / 2
-                return Swift.min(Swift.max(mid, minimum), maximum)
+        let rank = Swift.max(UInt64((percentile / 100 * Double(count)).rounded(.up)), 1)
+        let index: Int? = counts.withUnsafeBufferPointer { buckets in
+            var seen: UInt64 = 0
+            for i in 0..<buckets.count {
+                seen += buckets[i]
+                if seen >= rank { return i }
             }
+            return nil
         }
-        return maximum
+        guard let index else { return maximum }
+        let r = Self.range(of: index)
+        let mid = r.lowerBound + (r.upperBound - r.lowerBound) / 2
+        return Swift.min(Swift.max(mid, minimum), maximum)
     }
 
     // Sparse JSON form: {"count", "min", "max", "sum", "sumOfSquares", "buckets": [[index, count], …]}
