@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Recorder
 import TraceFormat
 
 /// sysexits.h codes used by every command.
@@ -40,6 +41,12 @@ func describe(_ error: Error) -> (String, Int32) {
         default:
             return (e.description, ExitStatus.dataError)
         }
+    case let e as RecorderError:
+        if e.isPermissionProblem { return (e.description, ExitStatus.noPermission) }
+        if case .invalidOption = e { return (e.description, ExitStatus.usage) }
+        if case .noSuchProcess = e { return (e.description, ExitStatus.noInput) }
+        if case .cannotStartCommand = e { return (e.description, ExitStatus.noInput) }
+        return (e.description, ExitStatus.software)
     case let e as CommandError:
         return (e.message, e.code)
     default:

@@ -12,6 +12,7 @@ struct ReplayCtl: ParsableCommand {
         version: replayctlVersion,
         subcommands: [
             Info.self,
+            Record.self,
         ]
     )
 }
