@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Replayer
+import Recorder
 import TraceFormat
 
 /// sysexits.h codes used by every command.
@@ -43,6 +44,12 @@ func describe(_ error: Error) -> (String, Int32) {
         }
     case let e as ReplayError:
         return (e.description, e == .interrupted ? 130 : ExitStatus.software)
+    case let e as RecorderError:
+        if e.isPermissionProblem { return (e.description, ExitStatus.noPermission) }
+        if case .invalidOption = e { return (e.description, ExitStatus.usage) }
+        if case .noSuchProcess = e { return (e.description, ExitStatus.noInput) }
+        if case .cannotStartCommand = e { return (e.description, ExitStatus.noInput) }
+        return (e.description, ExitStatus.software)
     case let e as CommandError:
         return (e.message, e.code)
     default:

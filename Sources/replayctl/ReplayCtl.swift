@@ -16,6 +16,7 @@ struct ReplayCtl: ParsableCommand {
             Fidelity.self,
             Import.self,
             Compare.self,
+            Record.self,
         ]
     )
 }

@@ -1,0 +1,189 @@
+import Foundation
+import TraceFormat
+
+/// Which events a recording keeps.
+enum RecordingScope: Sendable {
+    /// Every event; every task counts as recorded (`record -a`).
+    case everything
+    /// Events that touch the recorded tasks (and every switch and runtime report, so CPU
+    /// occupancy and run lengths stay exact on the CPUs the tree shares).
+    case tree
+}
+
+/// Bits of an ftrace entry's `common_flags` (kernel `enum trace_flag_type`).
+enum EntryFlags {
+    static let hardIRQ: UInt8 = 0x08
+    static let softIRQ: UInt8 = 0x10
+    static let nmi: UInt8 = 0x40
+
+    static func context(_ flags: UInt8) -> WakeContext {
+        if flags & nmi != 0 { return .nmi }
+        if flags & hardIRQ != 0 { return .hardIRQ }
+        if flags & softIRQ != 0 { return .softIRQ }
+        return .task
+    }
+}
+
+/// Maps `prev_state` of `sched_switch` (TASK_REPORT bits; 0 or only the "preempted" bit
+/// above them means runnable) to a `TaskState`.
+func taskState(fromPrevState value: Int64) -> TaskState {
+    let bits = value & 0xFF
+    if bits == 0 { return .running }
+    if bits & 0x01 != 0 { return .sleeping }      // S
+    if bits & 0x02 != 0 { return .uninterruptible } // D
+    if bits & 0x0C != 0 { return .stopped }       // T, t
+    if bits & 0x30 != 0 { return .dead }          // X, Z
+    return .other                                 // P (parked), I (idle kthread)
+}
+
+/// Turns decoded records (tids) into trace events (task indices), keeps the task table, follows
+/// the recorded process tree through fork events, and writes to a `TraceWriter`.
+///
+/// Records must come in non-decreasing time order (a straggler is clamped to the last time
+/// and counted in `reorderedEvents`). Not thread-safe: used by the merging thread only.
+final class EventConverter {
+    let writer: TraceWriter
+    let scope: RecordingScope
+    private let lookup: (Int32) -> ProcTaskInfo?
+    private var indexByTid: [Int32: TaskIndex] = [:]
+    /// Tids of the recorded tree (tree scope); processes also by their tgid.
+    private var recordedTids: Set<Int32>
+    private var recordedByIndex: [Bool] = [false]
+    private var tracker = RunTracker()
+    private var lastTimestamp: UInt64 = 0
+    private(set) var firstTimestamp: UInt64?
+    /// Timestamp of the last event written.
+    var lastWritten: UInt64 { lastTimestamp }
+    /// Events whose timestamp was below one already written (clamped).
+    private(set) var reorderedEvents: UInt64 = 0
+    /// Records left out because they did not touch the recorded tree.
+    private(set) var filteredRecords: UInt64 = 0
+    /// Events written.
+    var eventCount: UInt64 { writer.eventCount }
+    /// Switch-ins inferred so far (the final count includes the end of the trace).
+    var inferredSwitchIns: Int { tracker.inferredSwitchIns }
+
+    /// - Parameters:
+    ///   - recordedTids: tids (and tgids) of the tree at the start (tree scope).
+    ///   - lookup: live facts about a task (tests pass a fake).
+    init(writer: TraceWriter, scope: RecordingScope, recordedTids: Set<Int32>,
+         lookup: @escaping (Int32) -> ProcTaskInfo? = ProcFS.task) {
+        self.writer = writer
+        self.scope = scope
+        self.recordedTids = recordedTids
+        self.lookup = lookup
+    }
+
+    /// Adds `tid` to the recorded tree (a command spawned after tracing started).
+    func addRecorded(_ tid: Int32) { recordedTids.insert(tid) }
+
+    private func isRecorded(_ tid: Int32) -> Bool {
+        if scope == .everything { return tid != 0 }
+        if tid == 0 { return false }
+        if let i = indexByTid[tid] { return recordedByIndex[i.intValue] }
+        return recordedTids.contains(tid)
+    }
+
+    private func newTask(_ tid: Int32, comm: String, parent: TaskIndex?) -> TaskIndex {
+        let live = lookup(tid)
+        var t = TaskInfo(tid: tid, tgid: live?.tgid ?? tid, comm: comm.isEmpty ? (live?.comm ?? "") : comm, parent: parent)
+        t.policy = live?.policy
+        t.nice = live?.nice
+        t.realtimePriority = live?.realtimePriority
+        t.affinity = live?.affinity
+        if let live {
+            t.isKernelThread = live.isKernelThread
+        } else if let parent {
+            let p = writer.task(parent)
+            t.isKernelThread = p.tid == 2 || (p.isKernelThread && p.tid != 0)
+        }
+        t.isRecorded = scope == .everything ? true
+            : recordedTids.contains(tid) || (t.tgid != tid && recordedTids.contains(t.tgid))
+        if t.isRecorded { recordedTids.insert(tid) }
+        let index = writer.addTask(t)
+        indexByTid[tid] = index
+        recordedByIndex.append(t.isRecorded)
+        return index
+    }
+
+    private func index(_ tid: Int32, _ comm: Comm) -> TaskIndex {
+        if tid == 0 { return .idle }
+        if let i = indexByTid[tid] { return i }
+        return newTask(tid, comm: comm.string, parent: nil)
+    }
+
+    private func emit(_ r: RawRecord, _ kind: Event.Kind) throws {
+        var t = r.timestamp
+        if t < lastTimestamp {
+            t = lastTimestamp
+            reorderedEvents += 1
+        }
+        lastTimestamp = t
+        if firstTimestamp == nil { firstTimestamp = t }
+        let event = Event(timestamp: t, cpu: CPU(rawValue: UInt32(r.cpu)), kind: kind)
+        try writer.append(event)
+        _ = tracker.feed(event)
+    }
+
+    /// Converts and writes one record (or filters it out).
+    func convert(_ r: RawRecord) throws {
+        switch r.kind {
+        case .switchTask:
+            let prev = index(r.pid1, r.comm1)
+            let next = index(r.pid2, r.comm2)
+            try emit(r, .switchTask(prev: prev, prevState: taskState(fromPrevState: r.value), next: next))
+        case .runtime:
+            guard r.pid1 != 0 else { return }
+            try emit(r, .runtime(task: index(r.pid1, r.comm1), nanoseconds: UInt64(max(0, r.value))))
+        case .waking:
+            let context = EntryFlags.context(r.flags)
+            guard isRecorded(r.pid1) || (context == .task && isRecorded(r.commonPid)) else { filteredRecords += 1; return }
+            let target = index(r.pid1, r.comm1)
+            let waker = index(r.commonPid, Comm())
+            try emit(r, .waking(waker: waker, target: target, targetCPU: CPU(rawValue: UInt32(clamping: r.value)), context: context))
+        case .wakeupNew:
+            guard isRecorded(r.pid1) else { filteredRecords += 1; return }
+            try emit(r, .wakeupNew(target: index(r.pid1, r.comm1), targetCPU: CPU(rawValue: UInt32(clamping: r.value))))
+        case .fork:
+            let parentRecorded = isRecorded(r.pid1)
+            // A command spawned by the recorder is registered before its fork event is seen.
+            let registered = indexByTid[r.pid2] == nil && recordedTids.contains(r.pid2)
+            // A fork always makes a new task, even when the tid was seen before (tids are reused).
+            if indexByTid[r.pid2] != nil {
+                indexByTid[r.pid2] = nil
+                recordedTids.remove(r.pid2)
+            }
+            if parentRecorded { recordedTids.insert(r.pid2) }
+            guard parentRecorded || registered || scope == .everything else { filteredRecords += 1; return }
+            let parent = index(r.pid1, r.comm1)
+            let child = newTask(r.pid2, comm: r.comm2.string, parent: parent)
+            try emit(r, .fork(parent: parent, child: child))
+        case .exec:
+            // A non-leader thread that execs takes over the leader's tid (old_pid → pid).
+            if r.pid2 != r.pid1, r.pid2 != 0, let old = indexByTid[r.pid2] {
+                indexByTid[r.pid2] = nil
+                indexByTid[r.pid1] = old
+                writer.updateTask(old) { $0.tid = r.pid1 }
+            }
+            guard isRecorded(r.pid1) else { filteredRecords += 1; return }
+            let task = index(r.pid1, r.comm1)
+            let comm = r.comm1.string
+            writer.updateTask(task) { $0.comm = comm }
+            try emit(r, .exec(task: task, comm: comm))
+        case .exit:
+            guard isRecorded(r.pid1) else { filteredRecords += 1; return }
+            try emit(r, .exit(task: index(r.pid1, r.comm1)))
+        case .migrate:
+            guard isRecorded(r.pid1) else { filteredRecords += 1; return }
+            let from = UInt32(truncatingIfNeeded: r.value >> 32), to = UInt32(truncatingIfNeeded: r.value)
+            try emit(r, .migrate(task: index(r.pid1, r.comm1), from: CPU(rawValue: from), to: CPU(rawValue: to)))
+        }
+    }
+
+    /// Final count of inferred switch-ins, including runs still open at the end.
+    func finishInference() -> Int {
+        var copy = tracker
+        copy.finish { _ in }
+        return copy.inferredSwitchIns
+    }
+}

@@ -1,3 +1,0 @@
-import TraceFormat
-/// Records scheduler events from tracefs into .rpl traces.
-public enum RecorderModule {}
