@@ -241,6 +241,14 @@ final class SharedState: @unchecked Sendable {
         (memory + (Self.controlLines + p) * Self.line).assumingMemoryBound(to: UInt32.self)
     }
 
+    /// Non-zero while program `p` is (about to be) blocked in futex_wait: wakers skip the
+    /// futex_wake syscall otherwise. Set before the waiter's last check of its edge count,
+    /// read after the waker's increment, both sequentially consistent, so one of the two
+    /// always sees the other.
+    @inline(__always) func waiting(_ p: Int) -> UnsafeMutablePointer<UInt32> {
+        (memory + (Self.controlLines + p) * Self.line + 4).assumingMemoryBound(to: UInt32.self)
+    }
+
     /// Edge `e`: wakes sent so far (+0), CPU of the last waker (+4), time of the last wake (+8).
     @inline(__always) func edgeCount(_ e: Int) -> UnsafeMutablePointer<UInt32> {
         (memory + (Self.controlLines + programs + e) * Self.line).assumingMemoryBound(to: UInt32.self)
@@ -360,10 +368,12 @@ final class ThreadContext: @unchecked Sendable {
                     continue
                 }
                 var blocked = false
+                let waitingFlag = shared.waiting(program)
                 // Long recorded waits are legitimate: the timeout counts from the recorded wake time.
                 let giveUp = max(creplay_monotonic_ns(), start + recordedWake) + engine.options.waitTimeoutNanoseconds
                 var satisfied = false
                 while true {
+                    creplay_store32(waitingFlag, 1)
                     let sequence = creplay_load32(myFutex)
                     if creplay_load32(counter) >= count { satisfied = true; break }
                     if shared.isStopped { break }
@@ -372,6 +382,7 @@ final class ThreadContext: @unchecked Sendable {
                     let r = creplay_futex_wait(myFutex, sequence, min(giveUp - now, 1_000_000_000))
                     if r == 0 { blocked = true }
                 }
+                creplay_store32(waitingFlag, 0)
                 if satisfied {
                     if blocked && !plan.edges[edge].isSpawn {
                         let now = creplay_monotonic_ns()
@@ -415,7 +426,7 @@ final class ThreadContext: @unchecked Sendable {
         _ = creplay_add32(shared.edgeCount(edge), 1)
         let word = shared.futex(target)
         _ = creplay_add32(word, 1)
-        _ = creplay_futex_wake(word, 1)
+        if creplay_load32(shared.waiting(target)) != 0 { _ = creplay_futex_wake(word, 1) }
     }
 
     /// Spins until the thread's CPU clock reaches `target`. Checks the clock at most every

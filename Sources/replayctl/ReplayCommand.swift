@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Recorder
 import Replayer
 import Stats
 import TraceFormat
@@ -34,6 +35,7 @@ struct Replay: ParsableCommand {
     @Option(help: "Refuse to replay more threads than this.") var maxThreads = 4096
     @Flag(name: .shortAndLong, help: "Print only the summary.") var quiet = false
     @Option(help: "Print the first N atoms of every thread's program and exit (a dry run).") var showPlan: Int?
+    @Option(help: "Record the last run with the recorder into this .rpl (for `replayctl fidelity`; needs root).") var recordSelf: String?
 
     func validate() throws {
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
@@ -60,7 +62,28 @@ struct Replay: ParsableCommand {
             var warned = Set<String>()
             for i in 0..<(warmup + runs) {
                 let isWarmup = i < warmup
-                let outcome = try session.run(index: i, warmup: isWarmup)
+                let isLast = i == warmup + runs - 1
+                var recording: RecordingSession?
+                if isLast, let recordSelf {
+                    var recordingOptions = RecordingOptions(target: .pids([getpid()]), outputPath: recordSelf)
+                    recordingOptions.recorderVersion = "replayctl \(replayctlVersion)"
+                    recordingOptions.recorderCommandLine = CommandLine.arguments
+                    let r = try RecordingSession(options: recordingOptions)
+                    try r.start()
+                    recording = r
+                }
+                let outcome: RunOutcome
+                do {
+                    outcome = try session.run(index: i, warmup: isWarmup)
+                } catch {
+                    _ = try? recording?.stop()
+                    throw error
+                }
+                if let recording {
+                    let summary = try recording.stop()
+                    printError("replayctl: recorded the last run into \(summary.path): \(summary.events) events, "
+                               + "\(summary.totalLostEvents) lost")
+                }
                 for w in outcome.warnings where !warned.contains(w) {
                     warned.insert(w)
                     printError("replayctl: warning: \(w)")
