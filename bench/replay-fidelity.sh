@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Replay fidelity, replayctl against `perf sched replay`, on the same recorded run.
+#
+#   bench/replay-fidelity.sh [ROUNDS] [WORKLOAD…]     (root; release build of replayctl)
+#
+# For each workload and round:
+#   1. perf sched record -- replayctl record -o orig.rpl -- WORKLOAD
+#      (one run of the workload, captured by both tools at once),
+#   2. replayctl replay orig.rpl --warmup 1 --runs 1 --record-self ours.rpl --map ours.json,
+#   3. replayctl record -o perf.rpl -- perf sched replay -i perf.data -r 1,
+#      with a map from perf's task list (task N = the N-th thread perf creates),
+#   4. replayctl fidelity orig.rpl ours.rpl / perf.rpl --json, over the workload's tasks only.
+# Prints one table row per workload with the medians over the rounds. Raw JSON stays in
+# bench/out/fidelity/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+shift || true
+workloads=("$@")
+if [ ${#workloads[@]} -eq 0 ]; then
+  workloads=(../shared/workloads/pipe-pingpong.sh ../shared/workloads/messaging.sh ../shared/workloads/periodic.sh
+             bench/workloads/shell-pipeline.sh bench/workloads/python-queue.py bench/workloads/parallel-build.sh)
+fi
+bin=.build/release/replayctl
+[ -x "$bin" ] || swift build -c release >/dev/null
+out=bench/out/fidelity
+mkdir -p "$out"
+export LOOPS_PIPE=${LOOPS_PIPE:-20000}
+
+for w in "${workloads[@]}"; do
+  name=$(basename "$w"); name=${name%.*}
+  for r in $(seq 1 "$rounds"); do
+    d="$out/$name-$r"
+    mkdir -p "$d"
+    if [ "$name" = pipe-pingpong ]; then export LOOPS=$LOOPS_PIPE; else unset LOOPS; fi
+    perf sched record -q -o "$d/perf.data" -- "$bin" record -q -o "$d/orig.rpl" -- "$w" >/dev/null 2>"$d/record.log" || true
+    "$bin" replay "$d/orig.rpl" --warmup 1 --runs 1 --record-self "$d/ours.rpl" --map "$d/ours-map.json" \
+      --output "$d/ours-results.json" >"$d/ours.log" 2>&1
+    "$bin" record -q -o "$d/perf.rpl" -- perf sched replay -i "$d/perf.data" -r 1 >"$d/perf-replay.log" 2>&1 || true
+    python3 - "$d" <<'EOF'
+import json, re, subprocess, sys
+d = sys.argv[1]
+ours = json.load(open(f"{d}/ours-map.json"))
+# perf's task list: "task   N (  comm:  pid), nr_events: E"
+order = []
+for line in open(f"{d}/perf-replay.log"):
+    m = re.match(r"task\s+(\d+)\s+\(\s*(.*?):\s+(\d+)\),", line)
+    if m: order.append(int(m.group(3)))
+info = json.loads(subprocess.check_output([".build/release/replayctl", "info", f"{d}/perf.rpl", "--json", "--limit", "0"]))
+# Threads of the perf process, in creation order (tids are handed out in order here).
+perf_main = [t for t in info["tasks"] if t["comm"] == "perf" and t["isRecorded"] and t["tid"] == t["tgid"]]
+threads = sorted(t["tid"] for t in info["tasks"] if perf_main and t["tgid"] == perf_main[0]["tid"] and t["tid"] != t["tgid"])
+m = {}
+for i, pid in enumerate(order):
+    if str(pid) in ours["threads"] and i < len(threads):
+        m[str(pid)] = threads[i]
+json.dump({"threads": m}, open(f"{d}/perf-map.json", "w"))
+EOF
+    "$bin" fidelity "$d/orig.rpl" "$d/ours.rpl" --map "$d/ours-map.json" --json >"$d/ours-fidelity.json"
+    "$bin" fidelity "$d/orig.rpl" "$d/perf.rpl" --map "$d/perf-map.json" --json >"$d/perf-fidelity.json" || echo '{}' >"$d/perf-fidelity.json"
+  done
+done
+
+python3 - "$out" "$rounds" "${workloads[@]}" <<'EOF'
+import json, os, statistics, sys
+out, rounds, names = sys.argv[1], int(sys.argv[2]), [os.path.splitext(os.path.basename(w))[0] for w in sys.argv[3:]]
+keys = [("cpuWeightedAbsoluteError", "CPU err", 100, "%"), ("sleepCountError", "sleep err", 100, "%"),
+        ("edgeSimilarity", "edges", 1, ""), ("makespanRatio", "makespan", 1, "×"), ("wakeupLatencyKS", "lat KS", 1, "")]
+print(f"replay fidelity, medians of {rounds} rounds (CPU err and sleep err: lower is better; edges: 1 is best; makespan: 1× is best)")
+print(f"{'workload':16} {'tool':8} {'tasks':>5} " + " ".join(f"{k[1]:>10}" for k in keys))
+for n in names:
+    for tool in ("ours", "perf"):
+        rows = []
+        for r in range(1, rounds + 1):
+            p = f"{out}/{n}-{r}/{tool}-fidelity.json"
+            try:
+                j = json.load(open(p))
+                if j.get("matchedTasks"): rows.append(j)
+            except Exception:
+                pass
+        if not rows:
+            print(f"{n:16} {'replayctl' if tool == 'ours' else 'perf':8} {'-':>5}  (no result)")
+            continue
+        cells = []
+        for k, _, scale, unit in keys:
+            v = statistics.median(x[k] * scale for x in rows)
+            cells.append(f"{v:>9.2f}{unit or ' '}")
+        tasks = statistics.median(x["matchedTasks"] for x in rows)
+        print(f"{n:16} {'replayctl' if tool == 'ours' else 'perf':8} {tasks:>5.0f} " + " ".join(cells))
+EOF
