@@ -103,6 +103,11 @@ public enum PlanBuilder {
         var lastWoke = -1
         /// The task that preempted this one right after this one woke it, or -1.
         var preemptedBy = -1
+        /// A hand-off waiting for confirmation: the task that blocked and gave this one its
+        /// CPU back, when, and how many atoms that task had then.
+        var pendingHandOff = -1
+        var handOffTime: UInt64 = 0
+        var handOffAtomCount = 0
     }
 
     struct Builder {
@@ -233,6 +238,7 @@ public enum PlanBuilder {
                 if context == .task, let waker, isSelected(waker), waker != target {
                     let w = waker.intValue
                     ensureStarted(w, at: t, blocked: false)
+                    confirmHandOff(w, wakee: x)
                     emitRun(w, upTo: t)
                     let e = edge(from: state[w].program, to: state[x].program, spawn: false)
                     plan.edges[e].count += 1
@@ -255,8 +261,13 @@ public enum PlanBuilder {
                     ensureStarted(p, at: t, blocked: false)
                     if prevState.isBlocked && !state[p].blocked {
                         emitRun(p, upTo: t)
+                        state[p].pendingHandOff = -1
                         if isSelected(next), state[next.intValue].preemptedBy == p, !state[next.intValue].exited {
-                            handOff(from: p, to: next.intValue, at: t)
+                            let n = next.intValue
+                            state[n].pendingHandOff = p
+                            state[n].handOffTime = t
+                            state[n].handOffAtomCount = plan.programs[state[p].program].atoms.count
+                            state[n].preemptedBy = -1
                             handedOff = true
                         }
                         state[p].blocked = true
@@ -297,6 +308,7 @@ public enum PlanBuilder {
             case let .exec(task, comm):
                 guard isSelected(task), !state[task.intValue].exited else { return }
                 ensureStarted(task.intValue, at: t, blocked: false)
+                state[task.intValue].pendingHandOff = -1
                 emitRun(task.intValue, upTo: t)
                 append(.exec(comm: comm), to: task.intValue)
             case let .exit(task):
@@ -311,18 +323,26 @@ public enum PlanBuilder {
             }
         }
 
-        /// `waker` woke `preempted`, which preempted it at once, and now blocks, handing the CPU
-        /// back: in the original `preempted` could not go on before this point, and what it
-        /// does next (typically reading what the other wrote) depends on it. Replayed as a
-        /// wake at the block and a wait at the preemption, which costs nothing when both
-        /// share a CPU again and restores the dependency when they do not. Not a sleep.
-        mutating func handOff(from waker: Int, to preempted: Int, at t: UInt64) {
-            let e = edge(from: state[waker].program, to: state[preempted].program, spawn: false)
+        /// Hand-offs. Task P woke Q, Q preempted P at once (wakeup preemption), then Q
+        /// blocked and handed the CPU back to P. If the first thing P does after resuming is
+        /// to wake Q again, it was answering Q (the pipe ping-pong of two tasks sharing a
+        /// CPU): P could not have gone on before Q blocked, and the replay must keep that
+        /// order even when the two run on different CPUs. It becomes a wake in Q's program at
+        /// its block and a wait in P's at its preemption (free when they share a CPU again;
+        /// not a sleep). If P wakes someone else first (a sender writing to its next
+        /// receiver), there was no dependency and nothing is added.
+        mutating func confirmHandOff(_ resumed: Int, wakee: Int) {
+            let q = state[resumed].pendingHandOff
+            guard q >= 0 else { return }
+            state[resumed].pendingHandOff = -1
+            // Only while Q is still in the block it handed off from (no atom since).
+            guard q == wakee, state[q].blocked, plan.programs[state[q].program].atoms.count == state[resumed].handOffAtomCount else { return }
+            let t = state[resumed].handOffTime
+            let e = edge(from: state[q].program, to: state[resumed].program, spawn: false)
             plan.edges[e].count += 1
-            append(.wake(edge: e, target: state[preempted].program), to: waker)
-            emitRun(preempted, upTo: t)
-            append(.wait(edge: e, count: plan.edges[e].count, recordedWake: offset(t)), to: preempted)
-            state[preempted].preemptedBy = -1
+            append(.wake(edge: e, target: state[resumed].program), to: q)
+            emitRun(resumed, upTo: t)
+            append(.wait(edge: e, count: plan.edges[e].count, recordedWake: offset(t)), to: resumed)
             plan.handoffs += 1
         }
 

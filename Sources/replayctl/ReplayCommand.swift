@@ -129,7 +129,9 @@ struct Replay: ParsableCommand {
         for (i, p) in plan.programs.enumerated() {
             print("thread \(i): \(p.comm) (tid \(p.tid)), \(p.atoms.count) atoms, \(formatSeconds(p.recordedCPUNanoseconds)) CPU, "
                   + "\(p.sleeps) sleeps, \(p.waitCount) waits, \(p.timedSleepCount) timed, \(p.wakeCount) wakes"
-                  + (p.spawnedBy.map { ", spawned by thread \($0)" } ?? ""))
+                  + (p.spawnedBy.map { ", spawned by thread \($0)" } ?? "")
+                  + "; \(p.policy?.rawValue ?? "policy ?")" + (p.nice.map { " nice \($0)" } ?? "")
+                  + (p.realtimePriority.map { " prio \($0)" } ?? "") + (p.affinity.map { " cpus \($0)" } ?? ""))
             for atom in p.atoms.prefix(atoms) {
                 switch atom {
                 case let .run(ns): print("    run \(micro(ns))")

@@ -39,9 +39,11 @@ import TraceFormat
             #expect(error < 0.03, "\(task.comm): replayed \(task.cpuNanoseconds) ns of CPU for \(task.recordedCpuNanoseconds) recorded")
             #expect(task.replayTid > 0 && task.replayTid != task.originalTid)
         }
-        // pong waits 200 times, ping 200 times: almost every wait blocks and yields a sample.
+        // pong waits 200 times, ping 200 times. When both share a CPU the wakee preempts its
+        // waker, whose next wait is then already satisfied; but in every round trip at least
+        // one side blocks and yields a sample.
         #expect(run.wakeupLatency.count + run.counts.waitsAlreadySatisfied == 400)
-        #expect(run.wakeupLatency.count >= 300)
+        #expect(run.wakeupLatency.count >= 190)
         #expect(run.wakeupLatency.percentile(50) < 1_000_000)
         // Strictly alternating: the makespan is at least the CPU time of both.
         #expect(run.makespanNanoseconds >= 200 * 2 * 200_000)
