@@ -9,7 +9,7 @@ WORKLOADS=${WORKLOADS:-../shared/workloads}
 [ -d "$WORKLOADS" ] || { echo "no workloads in $WORKLOADS (set WORKLOADS=…)" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 rec() { name=$1; shift; "$REPLAYCTL" record -o "traces/$name.rpl" -- "$@"; "$REPLAYCTL" info "traces/$name.rpl" --limit 8 > "traces/$name.info.txt"; }
-LOOPS=20000 rec pipe-pingpong sh "$WORKLOADS/pipe-pingpong.sh"
-LOOPS=30 rec messaging sh "$WORKLOADS/messaging.sh"
+LOOPS=60000 rec pipe-pingpong sh "$WORKLOADS/pipe-pingpong.sh"
+LOOPS=120 rec messaging sh "$WORKLOADS/messaging.sh"
 LOOPS=450 rec periodic sh "$WORKLOADS/periodic.sh"
 ls -l traces/*.rpl
