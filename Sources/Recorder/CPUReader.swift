@@ -147,7 +147,10 @@ final class CPUReader: @unchecked Sendable {
         let cpuNumber = UInt16(cpu)
         while let p = record {
             let size = Int(kbuffer_event_size(kbuf))
-            if let r = decoder.decode(UnsafeRawPointer(p), size: size, timestamp: ts, cpu: cpuNumber) {
+            if var r = decoder.decode(UnsafeRawPointer(p), size: size, timestamp: ts, cpu: cpuNumber) {
+                // Thread or process? Only /proc knows, and only while the child lives: ask now,
+                // within a poll interval of the fork, rather than when the merger gets to it.
+                if r.kind == .fork { r.value = Int64(ProcFS.tgid(of: r.pid2) ?? 0) }
                 local.append(r)
                 recordsDecoded += 1
             }

@@ -84,9 +84,10 @@ final class EventConverter {
         return recordedTids.contains(tid)
     }
 
-    private func newTask(_ tid: Int32, comm: String, parent: TaskIndex?) -> TaskIndex {
+    private func newTask(_ tid: Int32, comm: String, parent: TaskIndex?, tgidHint: Int32 = 0) -> TaskIndex {
         let live = lookup(tid)
-        var t = TaskInfo(tid: tid, tgid: live?.tgid ?? tid, comm: comm.isEmpty ? (live?.comm ?? "") : comm, parent: parent)
+        // A task that ended before the reader saw it fork keeps tgid = tid (unknowable later).
+        var t = TaskInfo(tid: tid, tgid: live?.tgid ?? (tgidHint > 0 ? tgidHint : tid), comm: comm.isEmpty ? (live?.comm ?? "") : comm, parent: parent)
         t.policy = live?.policy
         t.nice = live?.nice
         t.realtimePriority = live?.realtimePriority
@@ -156,7 +157,7 @@ final class EventConverter {
             if parentRecorded { recordedTids.insert(r.pid2) }
             guard parentRecorded || registered || scope == .everything else { filteredRecords += 1; return }
             let parent = index(r.pid1, r.comm1)
-            let child = newTask(r.pid2, comm: r.comm2.string, parent: parent)
+            let child = newTask(r.pid2, comm: r.comm2.string, parent: parent, tgidHint: Int32(clamping: r.value))
             try emit(r, .fork(parent: parent, child: child))
         case .exec:
             // A non-leader thread that execs takes over the leader's tid (old_pid → pid).

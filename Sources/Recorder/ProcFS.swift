@@ -48,6 +48,15 @@ enum ProcFS {
                             affinity: affinity)
     }
 
+    /// Thread-group id of `tid` from /proc/TID/status, or nil when the task is gone.
+    static func tgid(of tid: Int32) -> Int32? {
+        guard tid > 0, let status = readSmallFile("/proc/\(tid)/status") else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix("Tgid:") {
+            return Int32(line.dropFirst(5).trimmingCharacters(in: .whitespaces))
+        }
+        return nil
+    }
+
     /// Parses a kernel CPU list such as `0-3,6,8-9`.
     static func parseCPUList(_ text: String) -> [Int]? {
         var cpus: [Int] = []

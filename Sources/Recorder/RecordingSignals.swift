@@ -10,6 +10,11 @@ private let forwardProcessGroup = Atomic<Int32>(0)
 public enum RecordingSignals {
     /// Installs the handlers (idempotent).
     public static func install() {
+        // A parent may have left them blocked (or ignored); make sure they arrive.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for sig in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&unblock, sig) }
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         for sig in [SIGINT, SIGTERM, SIGHUP] {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { sig in
