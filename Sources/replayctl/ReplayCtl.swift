@@ -13,6 +13,7 @@ struct ReplayCtl: ParsableCommand {
         subcommands: [
             Info.self,
             Compare.self,
+            Latency.self,
         ]
     )
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import TraceFormat
 
@@ -98,5 +99,50 @@ import Testing
 
     static func Event_migrate(_ time: UInt64, _ task: Int, from: CPU, to: CPU) -> Event {
         Event(timestamp: time, cpu: from, kind: .migrate(task: t(task), from: from, to: to))
+    }
+
+    /// A ping-pong written to a real .rpl and read back: task 1 on CPU 0 wakes task 2 on
+    /// CPU 1, whose idle → task switches are missing (as on this VM), and back. Every
+    /// latency of task 2 must come out inferred, every one of task 1 measured.
+    @Test func pingPongThroughAFileKeepsInferredSamplesApart() throws {
+        let dir = ProcessInfo.processInfo.environment["REPLAYCTL_WRITE_FIXTURES"] ?? NSTemporaryDirectory()
+        let path = (dir as NSString).appendingPathComponent("latency-pingpong.rpl")
+        var metadata = TraceMetadata()
+        metadata.kernelRelease = "6.18.0-synthetic"
+        metadata.cpuCount = 2
+        let writer = try TraceWriter(path: path, metadata: metadata)
+        let ping = writer.addTask(TaskInfo(tid: 100, tgid: 100, comm: "ping"))
+        let pong = writer.addTask(TaskInfo(tid: 101, tgid: 100, comm: "pong"))
+        var now: UInt64 = 1_000_000
+        var events: [Event] = [Self.sw(now, Self.cpu0, 0, .running, ping.intValue)]
+        let rounds = 200
+        for k in 0..<rounds {
+            let pongLatency = UInt64(3_000 + (k % 7) * 100), pingLatency = UInt64(1_000 + (k % 5) * 50)
+            let work: UInt64 = 2_000
+            now += work
+            events.append(Self.wake(now, Self.cpu0, waker: ping.intValue, pong.intValue, to: Self.cpu1))
+            events.append(Self.sw(now + 10, Self.cpu0, ping.intValue, .sleeping, 0))
+            // pong runs on CPU 1 from now + pongLatency, no switch-in logged.
+            let pongStart = now + pongLatency
+            now = pongStart + work
+            events.append(Self.wake(now, Self.cpu1, waker: pong.intValue, ping.intValue, to: Self.cpu0))
+            // The kernel reports the run's CPU time when the task leaves the CPU.
+            events.append(Self.runtime(now + 10, Self.cpu1, pong.intValue, work + 10))
+            events.append(Self.sw(now + 10, Self.cpu1, pong.intValue, .sleeping, 0))
+            now += pingLatency
+            events.append(Self.sw(now, Self.cpu0, 0, .running, ping.intValue))
+        }
+        for e in events { try writer.append(e) }
+        try writer.finish(metadata: metadata)
+        let a = try LatencyAnalysis(reader: TraceReader(path: path))
+        #expect(a.tasks[ping.intValue].wakeupLatency.count == rounds)
+        #expect(a.tasks[ping.intValue].inferredWakeupLatency.isEmpty)
+        #expect(a.tasks[pong.intValue].wakeupLatency.isEmpty)
+        #expect(a.tasks[pong.intValue].inferredWakeupLatency.count == rounds)
+        #expect(a.tasks[pong.intValue].inferredWakeupLatency.sorted().first == 3_000)
+        #expect(a.tasks[pong.intValue].inferredWakeupLatency.max() == 3_600)
+        #expect(a.tasks[ping.intValue].wakeupLatency.max() == 1_200)
+        #expect(a.inferredSwitchIns == rounds && a.inferredWithoutRuntime == 0)
+        if ProcessInfo.processInfo.environment["REPLAYCTL_WRITE_FIXTURES"] == nil { try? FileManager.default.removeItem(atPath: path) }
     }
 }
