@@ -78,13 +78,13 @@ extension ComparisonReport {
     /// A CDF (or, with `tail`, the complementary CDF on a log axis) of each histogram, x on a
     /// log axis.
     func cdfSVG(title: String, histograms: [LatencyHistogram], tail: Bool) -> String {
-        let width = 570.0, height = 300.0, left = 52.0, right = 14.0, top = 26.0, bottom = 40.0
+        let width = 570.0, height = 300.0, left = 44.0, right = 30.0, top = 26.0, bottom = 40.0
         let plotW = width - left - right, plotH = height - top - bottom
         let nonEmpty = histograms.filter { !$0.isEmpty }
         let lo = max(1, Double(nonEmpty.map { $0.minimum }.min() ?? 1))
         let hi = max(lo * 10, Double(nonEmpty.map { $0.maximum }.max() ?? 10))
         let x0 = log10(lo).rounded(.down), x1 = log10(hi).rounded(.up)
-        func x(_ v: Double) -> Double { left + (log10(max(v, lo)) - x0) / (x1 - x0) * plotW }
+        func x(_ v: Double) -> Double { left + (log10(max(v, pow(10, x0))) - x0) / (x1 - x0) * plotW }
         let yFloor = -4.0   // tail plot down to 10⁻⁴
         func y(_ fraction: Double) -> Double {
             if tail {
@@ -100,11 +100,11 @@ extension ComparisonReport {
         while decade <= x1 {
             let gx = x(pow(10, decade))
             s += "<line x1=\"\(f(gx))\" y1=\"\(f(top))\" x2=\"\(f(gx))\" y2=\"\(f(top + plotH))\" stroke=\"#e6e6e6\"/>"
-            s += "<text x=\"\(f(gx))\" y=\"\(f(top + plotH + 14))\" text-anchor=\"middle\">\(escape(Self.formatNanoseconds(pow(10, decade))))</text>"
+            s += "<text x=\"\(f(gx))\" y=\"\(f(top + plotH + 14))\" text-anchor=\"middle\">\(tickLabel(pow(10, decade)))</text>"
             decade += 1
         }
-        let yTicks: [(Double, String)] = tail ? [(1, "1"), (0.1, "10⁻¹"), (0.01, "10⁻² (p99)"), (0.001, "10⁻³"), (0.0001, "10⁻⁴")]
-            : [(0, "0"), (0.25, "0.25"), (0.5, "0.5"), (0.75, "0.75"), (0.9, "0.9"), (0.99, "0.99"), (1, "1")]
+        let yTicks: [(Double, String)] = tail ? [(1, "1"), (0.1, "10⁻¹"), (0.01, "10⁻²"), (0.001, "10⁻³"), (0.0001, "10⁻⁴")]
+            : [(0, "0"), (0.25, "0.25"), (0.5, "0.5"), (0.75, "0.75"), (0.9, "0.9"), (1, "1")]
         for (v, label) in yTicks {
             let gy = y(v)
             s += "<line x1=\"\(f(left))\" y1=\"\(f(gy))\" x2=\"\(f(left + plotW))\" y2=\"\(f(gy))\" stroke=\"#eeeeee\"/>"
@@ -174,6 +174,13 @@ extension ComparisonReport {
         s += "<line x1=\"\(f(left))\" y1=\"14\" x2=\"\(f(left))\" y2=\"\(f(height - 10))\" stroke=\"#999\"/>"
         return s + "</svg>\n"
     }
+}
+
+/// "100 ns", "1 µs", "10 ms", "1 s" for a power of ten in nanoseconds.
+private func tickLabel(_ ns: Double) -> String {
+    let units: [(Double, String)] = [(1e9, "s"), (1e6, "ms"), (1e3, "µs"), (1, "ns")]
+    for (scale, unit) in units where ns >= scale { return String(format: "%.0f ", ns / scale) + unit }
+    return String(format: "%.0f ns", ns)
 }
 
 private func f(_ v: Double) -> String { String(format: "%.1f", v) }

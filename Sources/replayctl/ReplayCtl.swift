@@ -17,6 +17,7 @@ struct ReplayCtl: ParsableCommand {
             Import.self,
             Compare.self,
             Record.self,
+            Latency.self,
         ]
     )
 }
