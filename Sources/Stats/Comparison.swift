@@ -164,7 +164,7 @@ public enum Comparison {
     public static func compare(metric: ComparedMetric, base: [Double], other: [Double],
                                options: ComparisonOptions = ComparisonOptions(), seed: UInt64? = nil) -> MetricComparison {
         var result = prepare(metric: metric, base: base, other: other)
-        judge(&result, base: base, other: other, adjustedPValue: result.rankTest?.pValue, options: options, seed: seed ?? options.seed)
+        judge(&result, base: base, other: other, adjustedPValue: result.rankTest?.pValue, familySize: 1, options: options, seed: seed ?? options.seed)
         return result
     }
 
@@ -192,7 +192,7 @@ public enum Comparison {
 
     /// Applies the verdict rule given the (family-adjusted) p-value.
     static func judge(_ result: inout MetricComparison, base: [Double], other: [Double], adjustedPValue: Double?,
-                      options: ComparisonOptions, seed: UInt64) {
+                      familySize: Int, options: ComparisonOptions, seed: UInt64) {
         guard let delta = result.delta, let test = result.rankTest, let p = adjustedPValue else { return }
         result.adjustedPValue = p
         result.significant = p < options.alpha
@@ -207,8 +207,11 @@ public enum Comparison {
             result.verdict = delta > 0 ? .worse : .better
             return
         }
-        if test.pValue >= options.alpha, min(base.count, other.count) < 4, base.count + other.count < 8 {
-            result.note = "too few runs: the rank test cannot reach p < 0.05 with fewer than 4 runs per set"
+        // The smallest two-sided p-value the exact test can give is 2 / C(m+n, m).
+        let smallestP = 2 / binomial(base.count + other.count, base.count) * Double(familySize)
+        if smallestP >= options.alpha {
+            result.note = "too few runs: with \(base.count) and \(other.count) runs the rank test cannot reach p < \(options.alpha)"
+                + (familySize > 1 ? " after Holm correction over \(familySize) metrics" : "") + "; use more runs (docs/compare.md)"
         } else if result.significant || intervalExcludesZero {
             var reasons: [String] = []
             if !result.significant {
@@ -257,7 +260,8 @@ public enum Comparison {
         for (k, metric) in options.metrics.enumerated() {
             // Each metric gets its own stream, reproducible whatever metrics are selected.
             let seed = options.seed &+ UInt64(ComparedMetric.allCases.firstIndex(of: metric) ?? k) &* 0x9E37_79B9
-            judge(&metrics[k], base: values[k].0, other: values[k].1, adjustedPValue: adjusted[k], options: options, seed: seed)
+            let familySize = metrics.filter { $0.primary == metrics[k].primary && $0.rankTest != nil }.count
+            judge(&metrics[k], base: values[k].0, other: values[k].1, adjustedPValue: adjusted[k], familySize: familySize, options: options, seed: seed)
         }
         let (verdict, deciding) = overallVerdict(metrics)
         return SetComparison(base: baseLabel, other: otherLabel, verdict: verdict, decidingMetrics: deciding, metrics: metrics)
@@ -272,6 +276,13 @@ public enum Comparison {
         let better = primary.filter { $0.verdict == .better }.map(\.metric)
         if !better.isEmpty { return (.better, better) }
         return (.noDifference, [])
+    }
+
+    /// C(n, k) as a Double.
+    static func binomial(_ n: Int, _ k: Int) -> Double {
+        var r = 1.0
+        for i in 0..<min(k, n - k) { r = r * Double(n - i) / Double(i + 1) }
+        return r
     }
 
     /// Sample standard deviation / mean, nil below 2 values or for a zero mean.

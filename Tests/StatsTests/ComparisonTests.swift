@@ -34,6 +34,24 @@ import Testing
         #expect(c.note?.contains("too few runs") == true)
     }
 
+    @Test func fourRunsCannotPassHolmOverFourPrimaryMetrics() {
+        // 4 against 4: smallest exact p = 2/70 ≈ 0.029 < 0.05 alone, but × 4 after Holm.
+        var g = SeededGenerator(seed: 3)
+        var slow = SyntheticModel(samplesPerRun: 300)
+        slow.scale = 1.5
+        let a = SyntheticModel(samplesPerRun: 300).results(runs: 4, generator: &g)
+        let b = slow.results(runs: 4, generator: &g)
+        let c = Comparison.compare(base: a, other: b, baseLabel: "a", otherLabel: "b")
+        let p99 = c.metrics.first { $0.metric == "wakeup.p99" }!
+        #expect(p99.rankTest!.pValue < 0.05 && !p99.significant && p99.verdict == .noDifference)
+        #expect(p99.note?.contains("after Holm correction over 4 metrics") == true)
+        #expect(c.verdict == .noDifference)
+        var g2 = SeededGenerator(seed: 4)
+        let c5 = Comparison.compare(base: SyntheticModel(samplesPerRun: 300).results(runs: 5, generator: &g2),
+                                    other: slow.results(runs: 5, generator: &g2), baseLabel: "a", otherLabel: "b")
+        #expect(c5.verdict == .worse)
+    }
+
     @Test func missingSamplesAreReportedNotJudged() {
         let c = Comparison.compare(metric: .timerP99, base: [], other: [1, 2])
         #expect(c.verdict == .noDifference && c.rankTest == nil && c.note?.contains("no samples") == true)
