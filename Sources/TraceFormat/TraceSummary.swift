@@ -83,7 +83,9 @@ public struct TraceSummary: Sendable {
                 summary.tasks[task.intValue].migrations += 1
             case let .runtime(task, ns):
                 ensure(task)
-                summary.tasks[task.intValue].reportedRuntimeNanoseconds += ns
+                // Saturating: a damaged or crafted trace must not trap on overflow.
+                let sum = summary.tasks[task.intValue].reportedRuntimeNanoseconds.addingReportingOverflow(ns)
+                summary.tasks[task.intValue].reportedRuntimeNanoseconds = sum.overflow ? .max : sum.partialValue
             default:
                 break
             }
@@ -93,7 +95,8 @@ public struct TraceSummary: Sendable {
         static func account(_ run: RunInterval, in summary: inout TraceSummary) {
             while summary.tasks.count <= run.task.intValue { summary.tasks.append(TaskSummary(task: TaskIndex(summary.tasks.count))) }
             var t = summary.tasks[run.task.intValue]
-            t.cpuNanoseconds += run.length
+            let sum = t.cpuNanoseconds.addingReportingOverflow(run.length)  // saturating, as above
+            t.cpuNanoseconds = sum.overflow ? .max : sum.partialValue
             t.runs += 1
             if run.startInferred { t.inferredSwitchIns += 1 }
             if let state = run.endState {

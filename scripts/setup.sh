@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# README command 1: installs what replayctl needs on a Debian/Ubuntu machine (as root or
+# with sudo), builds it in release mode, and runs it on a sample trace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+packages=(libtracefs-dev libtraceevent-dev pkg-config linux-perf trace-cmd rt-tests stress-ng rt-app)
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    "${sudo[@]}" apt-get update -q
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "${missing[@]}"
+fi
+command -v swift >/dev/null || { echo "setup: swift not found — install Swift 6.3 (https://swift.org/install) and put it on PATH" >&2; exit 1; }
+swift build -c release
+bin="$(swift build -c release --show-bin-path)"
+echo "setup: built $bin/replayctl"
+sample=traces/golden/small.rpl
+shopt -s nullglob
+for t in traces/*.rpl; do sample="$t"; break; done
+echo "setup: running: replayctl info $sample"
+"$bin/replayctl" info "$sample"
