@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README command 1: installs what replayctl needs on a Debian/Ubuntu machine (as root or
-# with sudo), builds it in release mode, and runs it on a sample trace.
+# with sudo), builds it in release mode, and replays a sample trace (the main job).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(libtracefs-dev libtraceevent-dev pkg-config linux-perf trace-cmd rt-tests stress-ng rt-app)
@@ -19,8 +19,6 @@ command -v swift >/dev/null || { echo "setup: swift not found — install Swift 
 swift build -c release
 bin="$(swift build -c release --show-bin-path)"
 echo "setup: built $bin/replayctl"
-sample=traces/golden/small.rpl
-shopt -s nullglob
-for t in traces/*.rpl; do sample="$t"; break; done
-echo "setup: running: replayctl info $sample"
-"$bin/replayctl" info "$sample"
+sample=traces/messaging.rpl
+echo "setup: running: replayctl replay $sample --runs 5"
+"$bin/replayctl" replay "$sample" --runs 5
