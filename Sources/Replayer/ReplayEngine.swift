@@ -52,11 +52,20 @@ public enum ReplayInterrupt {
     /// Asks every running replay to stop.
     public static func request() { flag.store(1, ordering: .relaxed) }
     public static var isRequested: Bool { flag.load(ordering: .relaxed) != 0 }
-    /// Installs SIGINT and SIGTERM handlers that call `request()`.
+    /// Installs SIGINT and SIGTERM handlers that call `request()`, and unblocks both (a
+    /// parent may have spawned us with them blocked; replay threads inherit the mask).
     public static func installSignalHandlers() {
-        let handler: @convention(c) (Int32) -> Void = { _ in ReplayInterrupt.request() }
-        signal(SIGINT, handler)
-        signal(SIGTERM, handler)
+        var set = sigset_t()
+        sigemptyset(&set)
+        for sig in [SIGINT, SIGTERM] {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { _ in ReplayInterrupt.request() }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = 0
+            sigaction(sig, &action, nil)
+            sigaddset(&set, sig)
+        }
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 }
 

@@ -1,0 +1,47 @@
+import Foundation
+import Testing
+import TraceFormat
+@testable import Replayer
+
+/// The replay command as a user runs it: the real binary, real signals.
+let replayctlBinary: String? = {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    for configuration in ["debug", "release"] {
+        let path = root.appendingPathComponent(".build/\(configuration)/replayctl").path
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    return nil
+}()
+
+@Suite(.serialized) struct ReplayCommandTests {
+    @Test(.enabled(if: replayctlBinary != nil)) func ctrlCStopsEveryThreadPromptly() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: replayctlBinary!)
+        // ~1 s per run: 20 runs would take 20 s.
+        process.arguments = ["replay", "\(samples)/periodic.rpl", "--runs", "20", "--warmup", "0", "--quiet"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        Thread.sleep(forTimeInterval: 1.5)
+        let sent = Date()
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        let took = Date().timeIntervalSince(sent)
+        #expect(process.terminationStatus == 130)
+        #expect(took < 1.5, "took \(took) s to stop")
+    }
+
+    @Test func affinityFromABiggerMachineIsFolded() throws {
+        var s = TraceScript()
+        let a = s.task("pinned")
+        s.tasks[a.intValue].affinity = [ProcessInfo.processInfo.activeProcessorCount + 1]
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(100, .exit(task: a))
+        let engine = try ReplayEngine(plan: s.plan())
+        #expect(engine.notes.contains { $0.contains("folded") })
+        let cpus = ProcessInfo.processInfo.activeProcessorCount
+        #expect(engine.affinities[0] == [Int32((cpus + 1) % cpus)] || cpus == 1)
+        let run = try engine.run(index: 0, warmup: false).run
+        #expect(run.tasks[0].cpuNanoseconds >= 90_000)
+    }
+}
