@@ -5,7 +5,8 @@
 #   bench/format-speed.sh FILE.rpl …       only these traces
 #   ROUNDS=11 EVENTS=5000000 bench/format-speed.sh
 # Prints medians of ROUNDS rounds (default 7). Builds Benchmarks/ in release mode; the
-# benchmark runs single-threaded (pinned to one CPU when taskset is available).
+# benchmark runs single-threaded (pinned to one CPU when taskset is available). The script
+# takes /tmp/replayctl-build.lock itself for the build: do not wrap it in flock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${ROUNDS:-7}"

@@ -61,16 +61,22 @@ struct TaskDefinition: Codable {
 /// Builds a block: 16-byte header (type, 3 reserved, payload length, payload CRC, header CRC)
 /// followed by the payload.
 func makeBlock(_ type: BlockType, payload: [UInt8]) -> [UInt8] {
-    var block: [UInt8] = []
-    block.reserveCapacity(RPLFormat.blockHeaderSize + payload.count)
-    block.append(type.rawValue)
-    block.append(contentsOf: [0, 0, 0])
-    appendLE(UInt32(payload.count), to: &block)
-    appendLE(CRC32C.checksum(payload), to: &block)
-    let headerCRC = block.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<12])) }
-    appendLE(headerCRC, to: &block)
+    var block = makeBlockHeader(type, payloadLength: payload.count, payloadCRC: CRC32C.checksum(payload))
     block.append(contentsOf: payload)
     return block
+}
+
+/// The 16-byte header of a block whose payload has `payloadLength` bytes and CRC `payloadCRC`.
+func makeBlockHeader(_ type: BlockType, payloadLength: Int, payloadCRC: UInt32) -> [UInt8] {
+    var header: [UInt8] = []
+    header.reserveCapacity(RPLFormat.blockHeaderSize + 20)
+    header.append(type.rawValue)
+    header.append(contentsOf: [0, 0, 0])
+    appendLE(UInt32(payloadLength), to: &header)
+    appendLE(payloadCRC, to: &header)
+    let headerCRC = header.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<12])) }
+    appendLE(headerCRC, to: &header)
+    return header
 }
 
 let jsonEncoder: JSONEncoder = {

@@ -260,8 +260,14 @@ public final class TraceReader {
                 }
             case .taskDefinitions?:
                 if let defs = try? decodeJSON([TaskDefinition].self, payload, at: offset) {
-                    for d in defs where d.index < 1 << 24 {
+                    for d in defs {
                         let i = Int(d.index)
+                        // A gap is a lost definitions block; a huge one is a crafted or damaged
+                        // file and would only allocate memory.
+                        guard i > 0, i <= tasks.count + (1 << 16) else {
+                            damage.append(TraceDamage(offset: offset, length: blockEnd - offset, reason: "task definition with implausible index \(i)"))
+                            break
+                        }
                         if i >= tasks.count {
                             tasks.append(contentsOf: repeatElement(TaskInfo(tid: -1, tgid: -1, comm: "<lost>"), count: i + 1 - tasks.count))
                         }

@@ -11,16 +11,16 @@ public final class TraceWriter {
     private var offset: UInt64 = 0
     private var tasks: [TaskInfo] = [TaskInfo.idle]
     private var pendingDefinitions: [TaskDefinition] = []
-    private var encoder: EventEncoder?
-    private var chunkFirst: UInt64 = 0
-    private var chunkLast: UInt64 = 0
-    private var chunkCount: UInt32 = 0
+    /// The chunk being filled. One struct, so that appending an event is one access to the
+    /// class's storage (separate properties cost a dynamic exclusivity check each).
+    private var chunk: ChunkBuilder
     private var index: [ChunkInfo] = []
     private let chunkEventLimit: Int
     private let chunkByteLimit: Int
     private var finished = false
     /// Events appended so far.
-    public private(set) var eventCount: UInt64 = 0
+    public var eventCount: UInt64 { flushedEvents + UInt64(chunk.count) }
+    private var flushedEvents: UInt64 = 0
     /// Bytes written to the file so far.
     public var bytesWritten: UInt64 { offset }
     /// Tasks defined so far, including the idle task at index 0.
@@ -32,6 +32,7 @@ public final class TraceWriter {
         self.path = path
         self.chunkEventLimit = max(1, chunkEventLimit)
         self.chunkByteLimit = max(64, chunkByteLimit)
+        chunk = ChunkBuilder(capacity: self.chunkByteLimit + 64)
         guard FileManager.default.createFile(atPath: path, contents: nil),
               let handle = FileHandle(forWritingAtPath: path)
         else {
@@ -67,16 +68,7 @@ public final class TraceWriter {
     /// Appends one event. Events should come in time order; an event naming a task not yet
     /// added is a programming error and traps.
     public func append(_ event: Event) throws {
-        if encoder == nil {
-            encoder = EventEncoder(firstTimestamp: event.timestamp, capacity: chunkByteLimit + 64)
-            chunkFirst = event.timestamp
-            chunkCount = 0
-        }
-        encoder!.encode(event)
-        chunkLast = event.timestamp
-        chunkCount += 1
-        eventCount += 1
-        if Int(chunkCount) >= chunkEventLimit || encoder!.bytes.count >= chunkByteLimit {
+        if chunk.append(event, eventLimit: chunkEventLimit, byteLimit: chunkByteLimit) {
             try flush()
         }
     }
@@ -87,19 +79,23 @@ public final class TraceWriter {
             try write(makeBlock(.taskDefinitions, payload: Array(try jsonEncoder.encode(pendingDefinitions))))
             pendingDefinitions.removeAll(keepingCapacity: true)
         }
-        guard let enc = encoder, chunkCount > 0 else { return }
-        var payload: [UInt8] = []
-        payload.reserveCapacity(enc.bytes.count + 20)
-        appendLE(chunkFirst, to: &payload)
-        appendLE(chunkLast, to: &payload)
-        appendLE(chunkCount, to: &payload)
-        payload.append(contentsOf: enc.bytes)
+        guard chunk.count > 0 else { return }
+        // Block header and chunk header in one write, the encoded events (not copied) in another.
+        var chunkHeader: [UInt8] = []
+        chunkHeader.reserveCapacity(20)
+        appendLE(chunk.first, to: &chunkHeader)
+        appendLE(chunk.last, to: &chunkHeader)
+        appendLE(chunk.count, to: &chunkHeader)
+        let payloadCRC = chunk.encoder.bytes.withUnsafeBytes { CRC32C.update(CRC32C.checksum(chunkHeader), $0) }
+        var head = makeBlockHeader(.events, payloadLength: 20 + chunk.encoder.bytes.count, payloadCRC: payloadCRC)
+        head.append(contentsOf: chunkHeader)
         let chunkOffset = offset
-        try write(makeBlock(.events, payload: payload))
-        index.append(ChunkInfo(offset: chunkOffset, firstTimestamp: chunkFirst, lastTimestamp: chunkLast,
-                               eventCount: chunkCount, taskCount: UInt32(tasks.count)))
-        encoder = nil
-        chunkCount = 0
+        try write(head)
+        try write(chunk.encoder.bytes)
+        index.append(ChunkInfo(offset: chunkOffset, firstTimestamp: chunk.first, lastTimestamp: chunk.last,
+                               eventCount: chunk.count, taskCount: UInt32(tasks.count)))
+        flushedEvents += UInt64(chunk.count)
+        chunk.reset()
     }
 
     /// Writes the last chunk, the final metadata, the task table, the index and the trailer,
@@ -144,5 +140,36 @@ public final class TraceWriter {
             throw TraceError.io(path: path, reason: "write failed at byte \(offset): \(error) — check free space")
         }
         offset += UInt64(bytes.count)
+    }
+}
+
+/// The events chunk being filled: encoder, first and last timestamps, event count. Its
+/// buffers are kept from one chunk to the next.
+struct ChunkBuilder {
+    var encoder: EventEncoder
+    var first: UInt64 = 0
+    var last: UInt64 = 0
+    var count: UInt32 = 0
+
+    init(capacity: Int) { encoder = EventEncoder(firstTimestamp: 0, capacity: capacity) }
+
+    /// Encodes `event`; returns true when the chunk is full.
+    @inline(__always) mutating func append(_ event: Event, eventLimit: Int, byteLimit: Int) -> Bool {
+        if count == 0 {
+            encoder.state.previousTimestamp = event.timestamp
+            first = event.timestamp
+        }
+        encoder.encode(event)
+        last = event.timestamp
+        count += 1
+        return Int(count) >= eventLimit || encoder.bytes.count >= byteLimit
+    }
+
+    /// Empties the chunk, keeping its buffers.
+    mutating func reset() {
+        count = 0
+        encoder.bytes.removeAll(keepingCapacity: true)
+        encoder.state.previousCPU = 0
+        for i in encoder.state.current.indices { encoder.state.current[i] = UInt32.max }
     }
 }

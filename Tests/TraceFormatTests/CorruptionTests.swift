@@ -248,6 +248,22 @@ import Testing
         #expect(reader.damage.count == 1, "only the missing footer: \(reader.damage)")
     }
 
+    @Test("a well-formed block defining an absurd task index is reported, not allocated")
+    func absurdTaskDefinitionIsReported() throws {
+        let dir = try TemporaryDirectory()
+        let trace = try Self.sampleTrace(in: dir)
+        let finalBlock = try #require(blockOffsets(trace.bytes).first { $0.type == BlockType.finalMetadata.rawValue })
+        let definitions = [TaskDefinition(index: 16_000_000, task: TaskInfo(tid: 1, tgid: 1, comm: "x"))]
+        let block = makeBlock(.taskDefinitions, payload: Array(try JSONEncoder().encode(definitions)))
+        let bytes = Array(trace.bytes[..<finalBlock.offset]) + block
+        let path = dir.path("absurd.rpl")
+        try writeBytes(bytes, to: path)
+        let reader = try TraceReader(path: path)
+        #expect(reader.tasks.count == trace.tasks.count)
+        #expect(reader.damage.contains { $0.offset == UInt64(finalBlock.offset) && $0.reason.contains("implausible index 16000000") })
+        #expect(readAll(reader).events == trace.events)
+    }
+
     // MARK: Bad headers
 
     static func openError(_ bytes: [UInt8]) throws -> TraceError? {
