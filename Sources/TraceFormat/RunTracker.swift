@@ -10,7 +10,8 @@ public struct RunInterval: Equatable, Sendable {
     /// True when the switch-in was not in the trace and `start` was inferred.
     public var startInferred: Bool
 
-    public var length: UInt64 { end &- start }
+    /// `end − start`, 0 when a damaged trace put them out of order.
+    public var length: UInt64 { end > start ? end - start : 0 }
 }
 
 /// Rebuilds run intervals from switch events, inferring switch-ins the kernel did not log.
@@ -55,8 +56,12 @@ public struct RunTracker {
         }
     }
 
+    /// CPU numbers above this (a corrupt or hostile trace) share one overflow slot instead of
+    /// allocating a table entry for every number up to them.
+    static let maximumCPUs = 8192
+
     private mutating func cpuState(_ cpu: CPU) -> Int {
-        let i = cpu.intValue
+        let i = min(cpu.intValue, Self.maximumCPUs)
         if i >= cpus.count { cpus.append(contentsOf: repeatElement(CPUState(), count: i + 1 - cpus.count)) }
         return i
     }
@@ -76,13 +81,14 @@ public struct RunTracker {
                 var start: UInt64
                 var inferred = false
                 if cpus[c].known && cpus[c].current == prev {
-                    start = cpus[c].since
+                    // Out-of-order timestamps in a damaged trace must not make a negative run.
+                    start = min(cpus[c].since, t)
                 } else {
                     inferred = true
                     inferredSwitchIns += 1
                     let floor = max(lastRunEnd[p], firstTimestamp ?? t)
                     if runtimeSince[p] > 0 {
-                        start = t &- min(runtimeSince[p], t &- floor)
+                        start = t - min(runtimeSince[p], t > floor ? t - floor : 0)
                     } else {
                         inferredWithoutRuntime += 1
                         // The CPU was idle (or ran someone else) until `since`; the task could
@@ -124,12 +130,12 @@ public struct RunTracker {
         var open = Set<Int>()
         for (c, state) in cpus.enumerated() where state.known && !state.current.isIdle {
             open.insert(state.current.intValue)
-            run(RunInterval(task: state.current, cpu: CPU(c), start: state.since, end: max(lastTimestamp, state.since),
+            run(RunInterval(task: state.current, cpu: CPU(min(c, Int(UInt32.max))), start: state.since, end: max(lastTimestamp, state.since),
                             endState: nil, startInferred: false))
         }
         for p in runtimeSince.indices where runtimeSince[p] > 0 && !open.contains(p) {
             let end = lastRuntimeAt[p]
-            let start = max(end &- min(runtimeSince[p], end), lastRunEnd[p])
+            let start = min(max(end - min(runtimeSince[p], end), lastRunEnd[p]), end)
             inferredSwitchIns += 1
             run(RunInterval(task: TaskIndex(p), cpu: CPU(rawValue: lastRunCPU[p] == UInt32.max ? 0 : lastRunCPU[p]),
                             start: start, end: end, endState: nil, startInferred: true))
