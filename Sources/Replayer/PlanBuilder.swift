@@ -242,11 +242,15 @@ public enum PlanBuilder {
                     emitRun(w, upTo: t)
                     let e = edge(from: state[w].program, to: state[x].program, spawn: false)
                     plan.edges[e].count += 1
-                    append(.wake(edge: e, target: state[x].program), to: w)
                     state[w].lastWoke = x
                     if state[x].blocked {
+                        plan.edges[e].waits += 1
+                        append(.wake(edge: e, target: state[x].program, rendezvous: plan.edges[e].waits), to: w)
                         append(.wait(edge: e, count: plan.edges[e].count, recordedWake: offset(t)), to: x)
                         endBlock(x, at: t)
+                    } else {
+                        // The wakee was not asleep (it had not switched out yet): no order to keep.
+                        append(.wake(edge: e, target: state[x].program, rendezvous: 0), to: w)
                     }
                 } else if state[x].blocked {
                     let unmatched = context == .task && !(waker.map { $0 == target || $0.isIdle } ?? false)
@@ -340,7 +344,8 @@ public enum PlanBuilder {
             let t = state[resumed].handOffTime
             let e = edge(from: state[q].program, to: state[resumed].program, spawn: false)
             plan.edges[e].count += 1
-            append(.wake(edge: e, target: state[resumed].program), to: q)
+            plan.edges[e].waits += 1
+            append(.wake(edge: e, target: state[resumed].program, rendezvous: plan.edges[e].waits), to: q)
             emitRun(resumed, upTo: t)
             append(.wait(edge: e, count: plan.edges[e].count, recordedWake: offset(t)), to: resumed)
             plan.handoffs += 1

@@ -21,6 +21,9 @@ public struct ReplayOptions: Sendable {
     public var waitTimeoutNanoseconds: UInt64 = 10_000_000_000
     /// Timer slack of replay threads (the default 50 µs would add 50–100 µs to every sleep).
     public var timerSlackNanoseconds: UInt = 1
+    /// Keep the recorded order at wakeups: a wake whose wakee was asleep in the trace waits
+    /// until the wakee has reached that sleep (see docs/replay.md, "Rendezvous").
+    public var rendezvous = true
 
     public init() {}
 }
@@ -268,6 +271,10 @@ final class SharedState: @unchecked Sendable {
     @inline(__always) func edgeTime(_ e: Int) -> UnsafeMutablePointer<UInt64> {
         (memory + (Self.controlLines + programs + e) * Self.line + 8).assumingMemoryBound(to: UInt64.self)
     }
+    /// Waits the wakee has entered on edge `e` (for rendezvous wakes).
+    @inline(__always) func edgeArmed(_ e: Int) -> UnsafeMutablePointer<UInt32> {
+        (memory + (Self.controlLines + programs + e) * Self.line + 16).assumingMemoryBound(to: UInt32.self)
+    }
 
     var isStopped: Bool { creplay_load32(stopWord) != 0 }
 
@@ -304,6 +311,8 @@ final class ThreadContext: @unchecked Sendable {
     var lateTimedSleeps: UInt64 = 0
     var timedOutWaits: UInt64 = 0
     var wakesIssued: UInt64 = 0
+    /// Wakes held back until their wakee reached its wait.
+    var rendezvousHolds: UInt64 = 0
     var cpuUsed: UInt64 = 0
     var endTime: UInt64 = 0
     var warnings: [String] = []
@@ -372,6 +381,13 @@ final class ThreadContext: @unchecked Sendable {
             case let .wait(edge, count, recordedWake):
                 waits += 1
                 let counter = shared.edgeCount(edge)
+                if engine.options.rendezvous {
+                    // Tell the waker this wait has been reached (it may be holding its wake for it).
+                    _ = creplay_add32(shared.edgeArmed(edge), 1)
+                    let waker = plan.edges[edge].waker
+                    _ = creplay_add32(shared.futex(waker), 1)
+                    if creplay_load32(shared.waiting(waker)) != 0 { _ = creplay_futex_wake(shared.futex(waker), 1) }
+                }
                 if creplay_load32(counter) >= count {
                     waitsAlreadySatisfied += 1
                     continue
@@ -417,7 +433,10 @@ final class ThreadContext: @unchecked Sendable {
                     now = creplay_monotonic_ns()
                 }
                 overshoots.append(now > deadline ? now - deadline : 0)
-            case let .wake(edge, target):
+            case let .wake(edge, target, rendezvous):
+                if rendezvous > 0 && engine.options.rendezvous {
+                    holdUntilArmed(edge: edge, ordinal: rendezvous, start: start, myFutex: myFutex)
+                }
                 signal(edge: edge, target: target)
                 wakesIssued += 1
             case let .spawn(child, edge):
@@ -427,6 +446,25 @@ final class ThreadContext: @unchecked Sendable {
             }
         }
         cpuUsed = creplay_thread_cpu_ns() - cpuBase
+    }
+
+    /// Blocks until the wakee of `edge` has entered its `ordinal`-th wait on it: in the trace
+    /// it was asleep when this wake came. Counted as a rendezvous hold when it blocks.
+    func holdUntilArmed(edge: Int, ordinal: UInt32, start: UInt64, myFutex: UnsafeMutablePointer<UInt32>) {
+        let armed = shared.edgeArmed(edge)
+        if creplay_load32(armed) >= ordinal { return }
+        let waitingFlag = shared.waiting(program)
+        let giveUp = creplay_monotonic_ns() + engine.options.waitTimeoutNanoseconds
+        rendezvousHolds += 1
+        while true {
+            creplay_store32(waitingFlag, 1)
+            let sequence = creplay_load32(myFutex)
+            if creplay_load32(armed) >= ordinal || shared.isStopped { break }
+            let now = creplay_monotonic_ns()
+            if now >= giveUp { timedOutWaits += 1; break }
+            _ = creplay_futex_wait(myFutex, sequence, min(giveUp - now, 1_000_000_000))
+        }
+        creplay_store32(waitingFlag, 0)
     }
 
     @inline(__always) func signal(edge: Int, target: Int) {

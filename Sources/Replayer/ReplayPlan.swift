@@ -10,8 +10,10 @@ public enum Atom: Equatable, Sendable {
     /// Sleep until `offset` nanoseconds after the replay start (the recorded wake time of a
     /// timer, interrupt or unreplayed waker). Absolute, so errors do not add up.
     case sleepUntil(offset: UInt64, unmatched: Bool)
-    /// Signal wake edge `edge` (its wakee is `target`, a program index).
-    case wake(edge: Int, target: Int)
+    /// Signal wake edge `edge` (its wakee is `target`, a program index). When `rendezvous` is
+    /// not 0 the wakee was asleep at this wake in the trace: the wake waits until the wakee
+    /// has entered its `rendezvous`-th wait on this edge.
+    case wake(edge: Int, target: Int, rendezvous: UInt32)
     /// Start program `program` (its first atom waits on `edge`).
     case spawn(program: Int, edge: Int)
     /// Take a new name (exec).
@@ -27,6 +29,8 @@ public struct WakeEdge: Equatable, Sendable {
     public var isSpawn: Bool
     /// Wakes the trace says go through this edge.
     public var count: UInt32
+    /// Wait atoms on this edge (waits of the wakee that these wakes end).
+    public var waits: UInt32 = 0
 }
 
 /// The program of one replayed task.

@@ -28,6 +28,7 @@ struct Replay: ParsableCommand {
     @Option(help: "Scale recorded CPU times (0.5 for a machine twice as fast).") var cpuScale = 1.0
     @Flag(help: "Do not apply the recorded CPU affinity.") var noAffinity = false
     @Flag(help: "Do not apply the recorded policy, nice value and priority.") var noPolicy = false
+    @Flag(help: "Let a waker run ahead of a wakee that was asleep at that wake in the trace.") var noRendezvous = false
     @Option(help: "Replay tasks with this tid or pid (repeatable).") var pid: [Int32] = []
     @Option(help: "Replay tasks with this command name (repeatable).") var comm: [String] = []
     @Option(help: "Replay this process, its threads and descendants (repeatable).") var tree: [Int32] = []
@@ -49,6 +50,7 @@ struct Replay: ParsableCommand {
             options.cpuScale = cpuScale
             options.applyAffinity = !noAffinity
             options.applyPolicy = !noPolicy
+            options.rendezvous = !noRendezvous
             options.maxThreads = maxThreads
             let selection = TaskSelection(pids: pid, comms: comm, trees: tree, all: all)
             let session = try ReplaySession(tracePath: trace, selection: selection, options: options, tool: "replayctl \(replayctlVersion)")
@@ -139,7 +141,8 @@ struct Replay: ParsableCommand {
                     let e = plan.edges[edge]
                     print("    wait for wake #\(count) from thread \(e.waker) (recorded at +\(micro(wake)))")
                 case let .sleepUntil(offset, unmatched): print("    sleep until +\(micro(offset))" + (unmatched ? " (waker not replayed)" : ""))
-                case let .wake(_, target): print("    wake thread \(target)")
+                case let .wake(_, target, rendezvous):
+                    print("    wake thread \(target)" + (rendezvous > 0 ? " (once it waits: its wait #\(rendezvous) on this edge)" : ""))
                 case let .spawn(program, _): print("    spawn thread \(program)")
                 case let .exec(comm): print("    exec \(comm)")
                 }

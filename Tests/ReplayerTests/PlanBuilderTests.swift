@@ -43,10 +43,10 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
         #expect(plan.programs.count == 2)
         #expect(plan.edges.count == 2)
         let ping = program(plan, "ping"), pong = program(plan, "pong")
-        #expect(ping.atoms == [.run(nanoseconds: 100_000), .wake(edge: 0, target: 1), .wait(edge: 1, count: 1, recordedWake: 150_000),
+        #expect(ping.atoms == [.run(nanoseconds: 100_000), .wake(edge: 0, target: 1, rendezvous: 1), .wait(edge: 1, count: 1, recordedWake: 150_000),
                                .run(nanoseconds: 50_000)])
         // pong was asleep when the trace began: it starts by waiting (an initial block, not counted).
-        #expect(pong.atoms == [.wait(edge: 0, count: 1, recordedWake: 100_000), .run(nanoseconds: 50_000), .wake(edge: 1, target: 0)])
+        #expect(pong.atoms == [.wait(edge: 0, count: 1, recordedWake: 100_000), .run(nanoseconds: 50_000), .wake(edge: 1, target: 0, rendezvous: 1)])
         #expect(ping.sleeps == 1)
         #expect(pong.sleeps == 0)
         #expect(ping.recordedCPUNanoseconds == 150_000)
@@ -113,7 +113,7 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
                             .wait(edge: 1, count: 1, recordedWake: 400_000), .run(nanoseconds: 10_000)])
         #expect(c.spawnedBy == 0)
         #expect(c.atoms == [.wait(edge: 0, count: 1, recordedWake: 100_000), .run(nanoseconds: 90_000), .exec(comm: "ls"),
-                            .run(nanoseconds: 200_000), .wake(edge: 1, target: 0)])
+                            .run(nanoseconds: 200_000), .wake(edge: 1, target: 0, rendezvous: 1)])
         #expect(plan.edges[0].isSpawn && !plan.edges[1].isSpawn)
     }
 
@@ -179,13 +179,13 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
         let pb = program(plan, "b")
         // b's resumption at 40 µs waits for a's hand-off (the 2nd wake on a → b); not a sleep.
         #expect(pb.atoms == [.run(nanoseconds: 10_000), .wait(edge: 0, count: 1, recordedWake: 20_000), .run(nanoseconds: 9_000),
-                             .wake(edge: 1, target: 1), .run(nanoseconds: 1_000), .wait(edge: 0, count: 2, recordedWake: 40_000),
-                             .run(nanoseconds: 10_000), .wake(edge: 1, target: 1), .run(nanoseconds: 1_000)])
+                             .wake(edge: 1, target: 1, rendezvous: 0), .run(nanoseconds: 1_000), .wait(edge: 0, count: 2, recordedWake: 40_000),
+                             .run(nanoseconds: 10_000), .wake(edge: 1, target: 1, rendezvous: 1), .run(nanoseconds: 1_000)])
         #expect(pb.sleeps == 1)
         // a was runnable (preempted) when b woke it at 30 µs: no wait there; its hand-off wake at 40 µs.
         let pa = program(plan, "a")
-        #expect(pa.atoms == [.sleepUntil(offset: 10_000, unmatched: false), .run(nanoseconds: 10_000), .wake(edge: 0, target: 0),
-                             .run(nanoseconds: 10_000), .wake(edge: 0, target: 0), .wait(edge: 1, count: 2, recordedWake: 50_000)])
+        #expect(pa.atoms == [.sleepUntil(offset: 10_000, unmatched: false), .run(nanoseconds: 10_000), .wake(edge: 0, target: 0, rendezvous: 1),
+                             .run(nanoseconds: 10_000), .wake(edge: 0, target: 0, rendezvous: 2), .wait(edge: 1, count: 2, recordedWake: 50_000)])
         #expect(pa.sleeps == 1)
     }
 

@@ -108,6 +108,35 @@ import TraceFormat
         #expect(abs(cpu - 10_000_000) / 10_000_000 < 0.02)
     }
 
+    @Test func rendezvousHoldsAWakeUntilItsWakeeSleeps() throws {
+        // b runs 5 ms and sleeps; a timer wakes a at 6 ms and a wakes b. Replayed at 3× the
+        // CPU time, b only reaches its sleep at 15 ms: a's wake must wait for it, so that b
+        // really sleeps and its wakeup is measured, as in the trace.
+        var s = TraceScript()
+        let a = s.task("a"), b = s.task("b")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(0, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(1, .switchTask(prev: a, prevState: .sleeping, next: .idle))
+        s.at(5000, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+        s.at(6000, .waking(waker: .idle, target: a, targetCPU: CPU(0), context: .hardIRQ))
+        s.at(6001, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(6002, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
+        s.at(6003, .exit(task: a))
+        s.at(6010, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(6020, cpu: 1, .exit(task: b))
+        let plan = s.plan()
+        var options = ReplayOptions()
+        options.cpuScale = 3
+        let held = try ReplayEngine(plan: plan, options: options).run(index: 0, warmup: false).run
+        #expect(held.counts.waitsAlreadySatisfied == 0)
+        #expect(held.wakeupLatency.count == 1)
+        #expect(held.makespanNanoseconds >= 15_000_000)
+        options.rendezvous = false
+        let free = try ReplayEngine(plan: plan, options: options).run(index: 0, warmup: false).run
+        #expect(free.counts.waitsAlreadySatisfied == 1)
+        #expect(free.wakeupLatency.count == 0)
+    }
+
     @Test func refusesTooManyThreads() {
         var options = ReplayOptions()
         options.maxThreads = 1
