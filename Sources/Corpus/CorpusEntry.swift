@@ -71,7 +71,8 @@ public struct CorpusEntry: Codable, Equatable, Sendable {
         contributor = ""
         addedAt = ""
         tags = []
-        anonymized = false
+        // Set by `Anonymizer`, so an anonymised trace pushed elsewhere still says so.
+        anonymized = m.extra["anonymized"] != nil
     }
 }
 

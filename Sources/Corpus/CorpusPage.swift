@@ -35,11 +35,11 @@ enum CorpusPage {
             rows += """
                 <tr><td class=id><a href="/traces/\(e.id)" title="\(e.id)">\(e.id.prefix(12))</a></td>
                 <td>\(escape(e.description.isEmpty ? "—" : e.description))\(tags.isEmpty ? "" : "<br>" + tags)\(e.anonymized ? " <span class=anon>anonymised</span>" : "")</td>
-                <td>\(escape(e.kernelRelease))<br><small>\(escape(e.architecture))</small></td>
+                <td class=k>\(escape(e.kernelRelease))<br><small>\(escape(e.architecture))</small></td>
                 <td>\(e.cpuCount) × <small>\(escape(e.cpuModel))</small></td>
                 <td class=n>\(String(format: "%.3f s", Double(e.durationNanoseconds) / 1e9))</td>
                 <td class=n>\(e.taskCount)</td><td class=n>\(e.eventCount)</td><td class=n\(lostClass)>\(e.lostEvents)</td>
-                <td class=n>\(bytes(e.bytes))</td><td>\(escape(e.contributor))<br><small>\(escape(e.addedAt))</small></td>
+                <td class=n>\(bytes(e.bytes))</td><td class=k>\(escape(e.contributor))<br><small>\(escape(String(e.addedAt.replacingOccurrences(of: "T", with: " ").prefix(16))))</small></td>
                 <td><a href="/traces/\(e.id)/file" download="\(e.id).rpl">.rpl</a></td></tr>
 
                 """
@@ -55,7 +55,7 @@ enum CorpusPage {
             h1{font-size:22px;margin:0 0 4px} p.sub{color:#5a6470;margin:0 0 16px}
             table{border-collapse:collapse;width:100%} th,td{padding:6px 8px;border-bottom:1px solid #e3e7eb;vertical-align:top;text-align:left}
             th{background:#f3f5f7;font-weight:600;font-size:12px;text-transform:uppercase;color:#4a5562}
-            td.n{text-align:right;font-variant-numeric:tabular-nums} td.id{font-family:ui-monospace,monospace}
+            td.n,td.k{white-space:nowrap} td.n{text-align:right;font-variant-numeric:tabular-nums} td.id{font-family:ui-monospace,monospace}
             td.bad{color:#b3261e;font-weight:600} small{color:#6b7682}
             .tag{display:inline-block;background:#e8f0fe;color:#1a4fa0;border-radius:3px;padding:0 5px;margin:2px 2px 0 0;font-size:12px}
             .anon{background:#fdf3e1;color:#8a5a00;border-radius:3px;padding:0 5px;font-size:12px} .empty{color:#6b7682;padding:24px}

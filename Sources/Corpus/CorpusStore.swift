@@ -194,7 +194,7 @@ public final class CorpusStore: Sendable {
         entry.description = contribution.description
         entry.contributor = contribution.contributor
         entry.tags = contribution.tags
-        entry.anonymized = anonymized
+        entry.anonymized = entry.anonymized || anonymized
         entry.addedAt = ISO8601DateFormatter().string(from: Date())
         let blob = blobPath(id: id)
         let blobDirectory = (blob as NSString).deletingLastPathComponent

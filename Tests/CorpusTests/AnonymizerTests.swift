@@ -79,6 +79,10 @@ import TraceFormat
         #expect(anonymizer.comm("FormatBenchmark") == anonymizer.comm("FormatBenchmark"))
         #expect(anonymizer.comm("FormatBenchmark") != other.comm("FormatBenchmark"))
         #expect(anonymizer.comm("alice-build") != anonymizer.comm("bob-build"))
+        // An anonymised file says so in its metadata, so the index marks it wherever it is added.
+        let store = try CorpusStore(directory: dir.file("corpus"))
+        #expect(try store.add(file: dir.file("a.rpl"), contribution: Contribution(contributor: "t")).entry.anonymized)
+        #expect(try !store.add(file: Samples.periodic, contribution: Contribution(contributor: "t")).entry.anonymized)
         for kept in ["bash", "python3", "perf", "kworker/1:2", "ksoftirqd/0", "cc1", "<idle>"] { #expect(anonymizer.comm(kept) == kept) }
     }
 
