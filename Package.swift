@@ -10,6 +10,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -27,10 +29,18 @@ let package = Package(
             // in the test suite (debug builds) too.
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
         ),
+        .target(
+            name: "Corpus",
+            dependencies: [
+                "TraceFormat", "Stats",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        ),
         .executableTarget(
             name: "replayctl",
             dependencies: [
-                "TraceFormat", "Recorder", "Replayer", "Stats",
+                "TraceFormat", "Recorder", "Replayer", "Stats", "Corpus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -38,5 +48,6 @@ let package = Package(
         .testTarget(name: "RecorderTests", dependencies: ["Recorder", "TraceFormat"]),
         .testTarget(name: "ReplayerTests", dependencies: ["Replayer", "TraceFormat", "Recorder", "Stats"]),
         .testTarget(name: "StatsTests", dependencies: ["Stats"]),
+        .testTarget(name: "CorpusTests", dependencies: ["Corpus", "TraceFormat"]),
     ]
 )

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Corpus
 import Replayer
 import Recorder
 import TraceFormat
@@ -50,6 +51,8 @@ func describe(_ error: Error) -> (String, Int32) {
         if case .noSuchProcess = e { return (e.description, ExitStatus.noInput) }
         if case .cannotStartCommand = e { return (e.description, ExitStatus.noInput) }
         return (e.description, ExitStatus.software)
+    case let e as CorpusError:
+        return (e.description, e.exitStatus)
     case let e as CommandError:
         return (e.message, e.code)
     default:

@@ -18,6 +18,7 @@ struct ReplayCtl: ParsableCommand {
             Compare.self,
             Record.self,
             Latency.self,
+            CorpusCommand.self,
         ]
     )
 }
