@@ -92,7 +92,7 @@ struct Import: ParsableCommand {
         process.arguments = [tool] + arguments
         let pipe = Pipe()
         let errorFile = FileManager.default.temporaryDirectory.appendingPathComponent("replayctl-import-\(getpid()).err")
-        FileManager.default.createFile(atPath: errorFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: errorFile) }
         process.standardOutput = pipe
         process.standardError = try FileHandle(forWritingTo: errorFile)
