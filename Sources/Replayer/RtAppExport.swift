@@ -7,7 +7,8 @@ import TraceFormat
 /// Mapping (docs/interop.md lists what is lost):
 /// - `run(d)` → `"run": µs` (sub-µs remainders are carried, so the CPU total is kept),
 /// - `wait` (a wake from another replayed task) → `"suspend": <own name>`; the waker's `wake`
-///   and a parent's `spawn` → `"resume": <wakee's name>`,
+///   → `"resume": <wakee's name>`; a spawned child starts on its timer at the recorded fork
+///   time instead of waiting for its parent (rt-app starts all threads together),
 /// - `sleepUntil(t)` (timer, interrupt or unreplayed waker) → `"timer"` on one absolute-mode
 ///   timer per thread, whose periods add up to the recorded deadlines (rt-app starts the
 ///   timer at its first use, so deadlines are kept relative to that point),
@@ -83,7 +84,7 @@ public enum RtAppExporter {
         var execs = 0
         for (p, program) in plan.programs.enumerated() {
             atomTotal += program.atoms.count
-            let (items, dropped) = self.items(program, index: p, names: names)
+            let (items, dropped) = self.items(program, index: p, names: names, edges: plan.edges)
             execs += dropped
             var phases = compress(segments(items), options: options)
             if phases.isEmpty { phases = [Phase(items: [.run(0)], sums: [0], loop: 1)] }
@@ -155,7 +156,7 @@ public enum RtAppExporter {
     }
 
     /// The program as rt-app events, and the number of execs dropped.
-    static func items(_ program: TaskProgram, index: Int, names: [String]) -> ([Item], Int) {
+    static func items(_ program: TaskProgram, index: Int, names: [String], edges: [WakeEdge]) -> ([Item], Int) {
         var items: [Item] = []
         var runNanoseconds: UInt64 = 0
         var emittedRunMicroseconds: UInt64 = 0
@@ -180,14 +181,15 @@ public enum RtAppExporter {
             case let .wake(_, target):
                 flushRun()
                 items.append(.resume(names[target]))
-            case let .spawn(child, _):
-                flushRun()
-                items.append(.resume(names[child]))
-            case let .wait(_, _, recordedWake):
+            case .spawn:
+                // rt-app starts every thread at once: the child starts on its own timer
+                // instead (below); a resume could come before the child's first suspend and be lost.
+                break
+            case let .wait(edge, _, recordedWake) where !(edge < edges.count && edges[edge].isSpawn):
                 flushRun()
                 items.append(.suspend(names[index]))
                 cursor = max(cursor, recordedWake)
-            case let .sleepUntil(offset, _):
+            case let .wait(_, _, offset), let .sleepUntil(offset, _):
                 flushRun()
                 let origin = timerOrigin ?? cursor
                 timerOrigin = origin

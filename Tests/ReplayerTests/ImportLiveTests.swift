@@ -13,6 +13,13 @@ private func run(_ argv: [String], in directory: String? = nil) throws -> (Strin
     p.standardOutput = out
     p.standardError = FileHandle.nullDevice
     p.standardInput = FileHandle.nullDevice
+    // The test runner's threads block most signals and a child inherits the mask: perf
+    // record would never see its workload's SIGCHLD and wait forever. Spawn unblocked.
+    var empty = sigset_t()
+    var old = sigset_t()
+    sigemptyset(&empty)
+    pthread_sigmask(SIG_SETMASK, &empty, &old)
+    defer { pthread_sigmask(SIG_SETMASK, &old, nil) }
     try p.run()
     let data = out.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
