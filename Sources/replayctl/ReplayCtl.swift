@@ -15,6 +15,7 @@ struct ReplayCtl: ParsableCommand {
             Replay.self,
             Fidelity.self,
             Import.self,
+            Export.self,
             Compare.self,
             Record.self,
             Latency.self,
