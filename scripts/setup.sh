@@ -3,7 +3,7 @@
 # with sudo), builds it in release mode, and replays a sample trace (the main job).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(libtracefs-dev libtraceevent-dev pkg-config linux-perf trace-cmd rt-tests stress-ng rt-app)
+packages=(libtracefs-dev libtraceevent-dev pkg-config linux-perf trace-cmd rt-tests stress-ng rt-app python3-jsonschema)
 sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
 missing=()
