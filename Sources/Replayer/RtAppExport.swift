@@ -178,7 +178,7 @@ public enum RtAppExporter {
             case let .run(ns):
                 runNanoseconds += ns
                 cursor += ns
-            case let .wake(_, target):
+            case let .wake(_, target, _):
                 flushRun()
                 items.append(.resume(names[target]))
             case .spawn:
