@@ -24,6 +24,9 @@ public struct ReplayOptions: Sendable {
     /// Keep the recorded order at wakeups: a wake whose wakee was asleep in the trace waits
     /// until the wakee has reached that sleep (see docs/replay.md, "Rendezvous").
     public var rendezvous = true
+    /// Bound each rendezvous hold by this multiple of the wakee's recorded sleep before the
+    /// wake (nil: hold until the wakee arrives).
+    public var rendezvousHoldFactor: Double? = nil
 
     public init() {}
 }
@@ -454,14 +457,24 @@ final class ThreadContext: @unchecked Sendable {
         let armed = shared.edgeArmed(edge)
         if creplay_load32(armed) >= ordinal { return }
         let waitingFlag = shared.waiting(program)
-        let giveUp = creplay_monotonic_ns() + engine.options.waitTimeoutNanoseconds
+        var giveUp = creplay_monotonic_ns() + engine.options.waitTimeoutNanoseconds
+        var bounded = false
+        if let factor = engine.options.rendezvousHoldFactor {
+            let sleeps = engine.plan.edges[edge].recordedSleeps
+            let recorded = Int(ordinal) - 1 < sleeps.count ? sleeps[Int(ordinal) - 1] : 0
+            giveUp = min(giveUp, creplay_monotonic_ns() + UInt64(Double(recorded) * factor))
+            bounded = true
+        }
         rendezvousHolds += 1
         while true {
             creplay_store32(waitingFlag, 1)
             let sequence = creplay_load32(myFutex)
             if creplay_load32(armed) >= ordinal || shared.isStopped { break }
             let now = creplay_monotonic_ns()
-            if now >= giveUp { timedOutWaits += 1; break }
+            if now >= giveUp {
+                if !bounded { timedOutWaits += 1 }
+                break
+            }
             _ = creplay_futex_wait(myFutex, sequence, min(giveUp - now, 1_000_000_000))
         }
         creplay_store32(waitingFlag, 0)

@@ -31,6 +31,9 @@ public struct WakeEdge: Equatable, Sendable {
     public var count: UInt32
     /// Wait atoms on this edge (waits of the wakee that these wakes end).
     public var waits: UInt32 = 0
+    /// For the n-th rendezvous wake (index n − 1): how long the wakee had been asleep when
+    /// it came in the trace; a hold never lasts longer.
+    public var recordedSleeps: [UInt64] = []
 }
 
 /// The program of one replayed task.

@@ -29,6 +29,7 @@ struct Replay: ParsableCommand {
     @Flag(help: "Do not apply the recorded CPU affinity.") var noAffinity = false
     @Flag(help: "Do not apply the recorded policy, nice value and priority.") var noPolicy = false
     @Flag(help: "Let a waker run ahead of a wakee that was asleep at that wake in the trace.") var noRendezvous = false
+    @Option(help: "Hold a rendezvous wake at most this multiple of the wakee's recorded sleep (default: until it sleeps).") var rendezvousHold: Double?
     @Option(help: "Replay tasks with this tid or pid (repeatable).") var pid: [Int32] = []
     @Option(help: "Replay tasks with this command name (repeatable).") var comm: [String] = []
     @Option(help: "Replay this process, its threads and descendants (repeatable).") var tree: [Int32] = []
@@ -51,6 +52,7 @@ struct Replay: ParsableCommand {
             options.applyAffinity = !noAffinity
             options.applyPolicy = !noPolicy
             options.rendezvous = !noRendezvous
+            options.rendezvousHoldFactor = rendezvousHold
             options.maxThreads = maxThreads
             let selection = TaskSelection(pids: pid, comms: comm, trees: tree, all: all)
             let session = try ReplaySession(tracePath: trace, selection: selection, options: options, tool: "replayctl \(replayctlVersion)")
