@@ -28,7 +28,10 @@ final class CPUReader: @unchecked Sendable {
     private var watermark: UInt64 = 0
     private var finished = false
     private let stopRequested = Atomic<Bool>(false)
+    /// Signalled by `requestStop()` so a sleeping reader drains and ends at once.
+    private let wake = DispatchSemaphore(value: 0)
     private let done = DispatchSemaphore(value: 0)
+    private let snapshots: TaskSnapshots?
     private var started = false
 
     // Written by the reader thread only; read after `join()`.
@@ -43,8 +46,12 @@ final class CPUReader: @unchecked Sendable {
     private(set) var priorityRaised = false
 
     /// Opens the reader for `cpu` on `fd` (opened with O_CLOEXEC; owned by the reader from now on).
-    init(cpu: Int, fd: Int32, subbufferSize: Int, decoder: SchedDecoder, pollMicroseconds: UInt32, nice: Int32) throws {
+    /// - Parameter snapshots: where the /proc facts of forked children go (nil: only their tgid
+    ///   is looked up, into the record's `value`).
+    init(cpu: Int, fd: Int32, subbufferSize: Int, decoder: SchedDecoder, pollMicroseconds: UInt32, nice: Int32,
+         snapshots: TaskSnapshots? = nil) throws {
         self.cpu = cpu
+        self.snapshots = snapshots
         self.fd = fd
         self.decoder = decoder
         self.pollMicroseconds = pollMicroseconds
@@ -81,7 +88,10 @@ final class CPUReader: @unchecked Sendable {
     }
 
     /// Asks the thread to drain what is left and end (call after tracing was turned off).
-    func requestStop() { stopRequested.store(true, ordering: .releasing) }
+    func requestStop() {
+        stopRequested.store(true, ordering: .releasing)
+        wake.signal()
+    }
 
     /// Waits for the thread to end.
     func join() {
@@ -90,23 +100,34 @@ final class CPUReader: @unchecked Sendable {
         started = false
     }
 
-    /// Takes the records read so far, the watermark, and whether the reader has ended.
-    func take() -> (records: [RawRecord], watermark: UInt64, finished: Bool) {
+    /// Appends the records read so far to `records` and returns the watermark and whether the
+    /// reader has ended. When `records` is empty the arrays are swapped rather than copied, so
+    /// the reader goes on with `records`' storage: pass an emptied array with its capacity kept
+    /// and no array is allocated once the capacities have grown to the batch sizes.
+    func take(appendingTo records: inout [RawRecord]) -> (watermark: UInt64, finished: Bool) {
         lock.lock()
         defer { lock.unlock() }
-        let records = queue
-        queue = []
-        queue.reserveCapacity(records.count)
-        return (records, watermark, finished)
+        if records.isEmpty {
+            swap(&records, &queue)
+        } else {
+            records.append(contentsOf: queue)
+            queue.removeAll(keepingCapacity: true)
+        }
+        return (watermark, finished)
     }
 
     private func publish(_ local: inout [RawRecord], watermark newMark: UInt64, finished isFinished: Bool = false) {
         lock.lock()
-        queue.append(contentsOf: local)
+        if queue.isEmpty {
+            swap(&queue, &local)
+        } else {
+            queue.append(contentsOf: local)
+        }
         if newMark > watermark { watermark = newMark }
         if isFinished { finished = true }
         lock.unlock()
         local.removeAll(keepingCapacity: true)
+        if local.capacity < 8192 { local.reserveCapacity(8192) }
     }
 
     private func run() {
@@ -130,7 +151,7 @@ final class CPUReader: @unchecked Sendable {
                 break
             }
             publish(&local, watermark: before > Self.watermarkMargin ? before - Self.watermarkMargin : 0)
-            usleep(pollMicroseconds)
+            _ = wake.wait(timeout: .now() + .microseconds(Int(pollMicroseconds)))
         }
         var ts = timespec()
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
@@ -150,7 +171,12 @@ final class CPUReader: @unchecked Sendable {
             if var r = decoder.decode(UnsafeRawPointer(p), size: size, timestamp: ts, cpu: cpuNumber) {
                 // Thread or process? Only /proc knows, and only while the child lives: ask now,
                 // within a poll interval of the fork, rather than when the merger gets to it.
-                if r.kind == .fork { r.value = Int64(ProcFS.tgid(of: r.pid2) ?? 0) }
+                // The merger uses the whole snapshot instead of reading /proc again.
+                if r.kind == .fork {
+                    let info = ProcFS.task(r.pid2)
+                    r.value = Int64(info?.tgid ?? 0)
+                    snapshots?.put(r.pid2, forkedAt: r.timestamp, info)
+                }
                 local.append(r)
                 recordsDecoded += 1
             }
