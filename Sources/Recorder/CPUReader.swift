@@ -34,12 +34,12 @@ final class CPUReader: @unchecked Sendable {
     private let snapshots: TaskSnapshots?
     private var started = false
 
-    // Written by the reader thread only; read after `join()`.
-    private(set) var subbuffersRead: UInt64 = 0
-    private(set) var bytesRead: UInt64 = 0
-    private(set) var recordsDecoded: UInt64 = 0
+    // Written by the reader thread only (per record: no runtime exclusivity check); read after `join()`.
+    @exclusivity(unchecked) private(set) var subbuffersRead: UInt64 = 0
+    @exclusivity(unchecked) private(set) var bytesRead: UInt64 = 0
+    @exclusivity(unchecked) private(set) var recordsDecoded: UInt64 = 0
     /// Sub-buffers whose header said events were lost before them.
-    private(set) var subbuffersWithMissedEvents: UInt64 = 0
+    @exclusivity(unchecked) private(set) var subbuffersWithMissedEvents: UInt64 = 0
     /// Threads CPU time of the reader (nanoseconds), measured at its end.
     private(set) var threadCPUNanoseconds: UInt64 = 0
     /// Whether raising the priority worked.

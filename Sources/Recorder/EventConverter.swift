@@ -41,24 +41,28 @@ func taskState(fromPrevState value: Int64) -> TaskState {
 ///
 /// Records must come in non-decreasing time order (a straggler is clamped to the last time
 /// and counted in `reorderedEvents`). Not thread-safe: used by the merging thread only.
+///
+/// `convert` runs for every record, so the state it touches opts out of the runtime
+/// exclusivity check (`@exclusivity(unchecked)`): private, one thread, and never passed
+/// `inout` to code that reaches it again.
 final class EventConverter {
     let writer: TraceWriter
     let scope: RecordingScope
     private let lookup: (Int32) -> ProcTaskInfo?
     private let snapshots: TaskSnapshots?
-    private var indexByTid = TidTable()
+    @exclusivity(unchecked) private var indexByTid = TidTable()
     /// Tids of the recorded tree (tree scope); processes also by their tgid.
-    private var recordedTids: Set<Int32>
-    private var recordedByIndex: [Bool] = [false]
-    private var tracker = RunTracker()
-    private var lastTimestamp: UInt64 = 0
-    private(set) var firstTimestamp: UInt64?
+    @exclusivity(unchecked) private var recordedTids: Set<Int32>
+    @exclusivity(unchecked) private var recordedByIndex: [Bool] = [false]
+    @exclusivity(unchecked) private var tracker = RunTracker()
+    @exclusivity(unchecked) private var lastTimestamp: UInt64 = 0
+    @exclusivity(unchecked) private(set) var firstTimestamp: UInt64?
     /// Timestamp of the last event written.
     var lastWritten: UInt64 { lastTimestamp }
     /// Events whose timestamp was below one already written (clamped).
-    private(set) var reorderedEvents: UInt64 = 0
+    @exclusivity(unchecked) private(set) var reorderedEvents: UInt64 = 0
     /// Records left out because they did not touch the recorded tree.
-    private(set) var filteredRecords: UInt64 = 0
+    @exclusivity(unchecked) private(set) var filteredRecords: UInt64 = 0
     /// Events written.
     var eventCount: UInt64 { writer.eventCount }
     /// Switch-ins inferred so far (the final count includes the end of the trace).

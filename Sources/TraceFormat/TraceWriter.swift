@@ -5,22 +5,35 @@ import Foundation
 /// a writer killed mid-way leaves every complete chunk readable.
 ///
 /// Not thread-safe: one writer per thread.
+///
+/// `append` runs for every event a recorder writes, so the stored properties it touches opt
+/// out of the runtime exclusivity check (`@exclusivity(unchecked)`): they are private, used by
+/// one thread, and no method hands one of them `inout` to code that reaches it again. The chunk
+/// is encoded straight into one buffer allocated with the writer, laid out as the block it
+/// becomes (block header, chunk header, events), so a flush copies nothing.
 public final class TraceWriter {
     public let path: String
     private let handle: FileHandle
     private var offset: UInt64 = 0
     private var tasks: [TaskInfo] = [TaskInfo.idle]
     private var pendingDefinitions: [TaskDefinition] = []
-    private var encoder: EventEncoder?
-    private var chunkFirst: UInt64 = 0
-    private var chunkLast: UInt64 = 0
-    private var chunkCount: UInt32 = 0
+    /// Block header + chunk header + up to `chunkByteLimit + EventEncoder.maximumEventBytes` of events.
+    private let chunkBuffer: UnsafeMutableRawPointer
+    private static let chunkHeaderSize = 20
+    private static let eventsOffset = RPLFormat.blockHeaderSize + chunkHeaderSize
+    @exclusivity(unchecked) private var encoder: EventEncoder
+    /// True while `encoder` holds a started chunk.
+    @exclusivity(unchecked) private var chunkOpen = false
+    @exclusivity(unchecked) private var chunkFirst: UInt64 = 0
+    @exclusivity(unchecked) private var chunkLast: UInt64 = 0
+    @exclusivity(unchecked) private var chunkCount: UInt32 = 0
     private var index: [ChunkInfo] = []
     private let chunkEventLimit: Int
     private let chunkByteLimit: Int
     private var finished = false
+    @exclusivity(unchecked) private var appended: UInt64 = 0
     /// Events appended so far.
-    public private(set) var eventCount: UInt64 = 0
+    public var eventCount: UInt64 { appended }
     /// Bytes written to the file so far.
     public var bytesWritten: UInt64 { offset }
     /// Tasks defined so far, including the idle task at index 0.
@@ -32,9 +45,13 @@ public final class TraceWriter {
         self.path = path
         self.chunkEventLimit = max(1, chunkEventLimit)
         self.chunkByteLimit = max(64, chunkByteLimit)
+        chunkBuffer = UnsafeMutableRawPointer.allocate(
+            byteCount: Self.eventsOffset + self.chunkByteLimit + EventEncoder.maximumEventBytes, alignment: 16)
+        encoder = EventEncoder(firstTimestamp: 0, base: (chunkBuffer + Self.eventsOffset).assumingMemoryBound(to: UInt8.self))
         guard FileManager.default.createFile(atPath: path, contents: nil),
               let handle = FileHandle(forWritingAtPath: path)
         else {
+            chunkBuffer.deallocate()
             throw TraceError.io(path: path, reason: "cannot create the file: \(String(cString: strerror(errno))) — check the directory exists and is writable")
         }
         self.handle = handle
@@ -46,7 +63,10 @@ public final class TraceWriter {
         try write(makeBlock(.metadata, payload: Array(try jsonEncoder.encode(metadata))))
     }
 
-    deinit { try? handle.close() }
+    deinit {
+        try? handle.close()
+        chunkBuffer.deallocate()
+    }
 
     /// Adds a task to the table and returns its index. The idle task is index 0 already.
     public func addTask(_ task: TaskInfo) -> TaskIndex {
@@ -67,16 +87,18 @@ public final class TraceWriter {
     /// Appends one event. Events should come in time order; an event naming a task not yet
     /// added is a programming error and traps.
     public func append(_ event: Event) throws {
-        if encoder == nil {
-            encoder = EventEncoder(firstTimestamp: event.timestamp, capacity: chunkByteLimit + 64)
+        if !chunkOpen {
+            encoder.reset(firstTimestamp: event.timestamp)
+            chunkOpen = true
             chunkFirst = event.timestamp
             chunkCount = 0
         }
-        encoder!.encode(event)
+        // Room for this event: the chunk was flushed as soon as it reached chunkByteLimit.
+        encoder.encode(event)
         chunkLast = event.timestamp
         chunkCount += 1
-        eventCount += 1
-        if Int(chunkCount) >= chunkEventLimit || encoder!.bytes.count >= chunkByteLimit {
+        appended += 1
+        if Int(chunkCount) >= chunkEventLimit || encoder.count >= chunkByteLimit {
             try flush()
         }
     }
@@ -87,18 +109,26 @@ public final class TraceWriter {
             try write(makeBlock(.taskDefinitions, payload: Array(try jsonEncoder.encode(pendingDefinitions))))
             pendingDefinitions.removeAll(keepingCapacity: true)
         }
-        guard let enc = encoder, chunkCount > 0 else { return }
-        var payload: [UInt8] = []
-        payload.reserveCapacity(enc.bytes.count + 20)
-        appendLE(chunkFirst, to: &payload)
-        appendLE(chunkLast, to: &payload)
-        appendLE(chunkCount, to: &payload)
-        payload.append(contentsOf: enc.bytes)
+        guard chunkOpen, chunkCount > 0 else { return }
+        // The same bytes as makeBlock(.events, payload: first, last, count, events), built in place.
+        let payloadCount = Self.chunkHeaderSize + encoder.count
+        let block = chunkBuffer
+        let payload = block + RPLFormat.blockHeaderSize
+        payload.storeBytes(of: chunkFirst.littleEndian, toByteOffset: 0, as: UInt64.self)
+        payload.storeBytes(of: chunkLast.littleEndian, toByteOffset: 8, as: UInt64.self)
+        payload.storeBytes(of: chunkCount.littleEndian, toByteOffset: 16, as: UInt32.self)
+        block.storeBytes(of: BlockType.events.rawValue, toByteOffset: 0, as: UInt8.self)
+        for i in 1..<4 { block.storeBytes(of: 0, toByteOffset: i, as: UInt8.self) }
+        block.storeBytes(of: UInt32(payloadCount).littleEndian, toByteOffset: 4, as: UInt32.self)
+        let payloadCRC = CRC32C.checksum(UnsafeRawBufferPointer(start: payload, count: payloadCount))
+        block.storeBytes(of: payloadCRC.littleEndian, toByteOffset: 8, as: UInt32.self)
+        let headerCRC = CRC32C.checksum(UnsafeRawBufferPointer(start: block, count: 12))
+        block.storeBytes(of: headerCRC.littleEndian, toByteOffset: 12, as: UInt32.self)
         let chunkOffset = offset
-        try write(makeBlock(.events, payload: payload))
+        try write(UnsafeRawBufferPointer(start: block, count: RPLFormat.blockHeaderSize + payloadCount))
         index.append(ChunkInfo(offset: chunkOffset, firstTimestamp: chunkFirst, lastTimestamp: chunkLast,
                                eventCount: chunkCount, taskCount: UInt32(tasks.count)))
-        encoder = nil
+        chunkOpen = false
         chunkCount = 0
     }
 
@@ -138,6 +168,10 @@ public final class TraceWriter {
     }
 
     private func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    private func write(_ bytes: UnsafeRawBufferPointer) throws {
         do {
             try handle.write(contentsOf: bytes)
         } catch {
@@ -146,3 +180,4 @@ public final class TraceWriter {
         offset += UInt64(bytes.count)
     }
 }
+
