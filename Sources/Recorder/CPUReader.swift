@@ -13,6 +13,7 @@ import Synchronization
 final class CPUReader: @unchecked Sendable {
     let cpu: Int
     private let fd: Int32
+    private var fdOpen = true
     private var tcpu: OpaquePointer?
     private let kbuf: OpaquePointer
     private let buffer: UnsafeMutableRawPointer
@@ -22,6 +23,14 @@ final class CPUReader: @unchecked Sendable {
     /// Margin subtracted from the empty-read time (mono trace clock vs CLOCK_MONOTONIC skew,
     /// records being committed while we read).
     static let watermarkMargin: UInt64 = 2_000_000
+
+    /// Records decoded before they are handed over even when the buffer is not empty yet.
+    static let publishThreshold = 16384
+    /// Capacity reserved up front for each array of records that circulates between reader and
+    /// merger (they are swapped, not reallocated): a batch plus the sub-buffer that crossed the
+    /// threshold, and room for two batches while the merger is late. Growing them later means
+    /// a new allocation whose pages all fault in again.
+    static let batchCapacity = 2 * publishThreshold + 1024
 
     private let lock = NSLock()
     private var queue: [RawRecord] = []
@@ -68,15 +77,26 @@ final class CPUReader: @unchecked Sendable {
         }
         tcpu = t
         kbuf = k
+        queue.reserveCapacity(Self.batchCapacity)
         buffer = UnsafeMutableRawPointer.allocate(byteCount: subbufferSize, alignment: 64)
     }
 
     deinit {
         if started { join() }
-        if let t = tcpu { tracefs_cpu_free_fd(t) }
-        close(fd)
+        closeFiles()
         kbuffer_free(kbuf)
         buffer.deallocate()
+    }
+
+    /// Closes `trace_pipe_raw` now (after `join()`): the instance cannot be removed while it is
+    /// open, and `deinit` may come late — the ended thread's closure can still hold the reader.
+    func closeFiles() {
+        guard fdOpen else { return }
+        if started { join() }
+        if let t = tcpu { tracefs_cpu_free_fd(t) }
+        tcpu = nil
+        close(fd)
+        fdOpen = false
     }
 
     /// Starts the reading thread.
@@ -127,13 +147,13 @@ final class CPUReader: @unchecked Sendable {
         if isFinished { finished = true }
         lock.unlock()
         local.removeAll(keepingCapacity: true)
-        if local.capacity < 8192 { local.reserveCapacity(8192) }
+        if local.capacity < Self.batchCapacity { local.reserveCapacity(Self.batchCapacity) }
     }
 
     private func run() {
         priorityRaised = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(replayctl_recorder_gettid()), nice) == 0
         var local: [RawRecord] = []
-        local.reserveCapacity(8192)
+        local.reserveCapacity(Self.batchCapacity)
         while true {
             let stopping = stopRequested.load(ordering: .acquiring)
             let before = monotonicNanoseconds()
@@ -142,7 +162,7 @@ final class CPUReader: @unchecked Sendable {
                 if n <= 0 { break }
                 bytesRead += UInt64(n)
                 decodeSubbuffer(into: &local)
-                if local.count >= 16384, let last = local.last?.timestamp {
+                if local.count >= Self.publishThreshold, let last = local.last?.timestamp {
                     publish(&local, watermark: last)
                 }
             }

@@ -20,18 +20,58 @@ enum ProcFS {
 
     /// Facts about task `tid` (any thread id), or nil when it no longer exists.
     ///
-    /// Called for every new task while recording, so it reads `/proc/TID/stat` and
-    /// `/proc/TID/status` into a stack buffer and parses the bytes without building strings
-    /// (only the comm and the CPU list become strings).
+    /// Called for every new task while recording (the readers call it for every fork), so it
+    /// reads one file, `/proc/TID/status`, into a stack buffer and parses the bytes; policy,
+    /// real-time priority and nice come from system calls (~0.7 µs together, against ~8 µs
+    /// for reading `/proc/TID/stat` as well). `stat` is still read when `status` cannot give
+    /// the same answers: no `Kthread:` line (kernels before 6.x) or an escaped name.
     static func task(_ tid: Int32) -> ProcTaskInfo? {
         guard tid > 0 else { return nil }
         return withUnsafeTemporaryAllocation(byteCount: 8192, alignment: 8) { buffer -> ProcTaskInfo? in
-            guard let n = readProcFile(tid, "stat", into: buffer) else { return nil }
-            guard var info = parseStat(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), tid: tid) else { return nil }
-            if let m = readProcFile(tid, "status", into: buffer) {
-                parseStatus(UnsafeRawBufferPointer(rebasing: buffer[0..<m]), into: &info)
+            guard let m = readProcFile(tid, "status", into: buffer) else { return nil }
+            let status = parseStatus(UnsafeRawBufferPointer(rebasing: buffer[0..<m]))
+            if let name = status.name, let kernelThread = status.isKernelThread, let ppid = status.ppid {
+                var info = ProcTaskInfo(tgid: status.tgid ?? tid, ppid: ppid, comm: name, isKernelThread: kernelThread)
+                info.affinity = status.affinity
+                schedulingFacts(of: tid, into: &info)
+                return info
             }
-            return info
+            return fromStat(tid, status: status, buffer: buffer)
+        }
+    }
+
+    /// The same facts the slower way: all but tgid and affinity from `/proc/TID/stat`. The
+    /// tests check that both ways agree.
+    static func taskReadingStat(_ tid: Int32) -> ProcTaskInfo? {
+        guard tid > 0 else { return nil }
+        return withUnsafeTemporaryAllocation(byteCount: 8192, alignment: 8) { buffer -> ProcTaskInfo? in
+            guard let m = readProcFile(tid, "status", into: buffer) else { return nil }
+            return fromStat(tid, status: parseStatus(UnsafeRawBufferPointer(rebasing: buffer[0..<m])), buffer: buffer)
+        }
+    }
+
+    private static func fromStat(_ tid: Int32, status: StatusFields, buffer: UnsafeMutableRawBufferPointer) -> ProcTaskInfo? {
+        guard let n = readProcFile(tid, "stat", into: buffer),
+              var info = parseStat(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), tid: tid) else { return nil }
+        info.tgid = status.tgid ?? tid
+        info.affinity = status.affinity
+        return info
+    }
+
+    /// Policy, real-time priority (FIFO/RR) and nice (other policies) of `tid` by system calls:
+    /// the values `/proc/TID/stat` shows (the reset-on-fork flag is not part of the policy).
+    static func schedulingFacts(of tid: Int32, into info: inout ProcTaskInfo) {
+        let number = sched_getscheduler(tid)
+        guard number >= 0 else { return }
+        let policy = SchedulingPolicy(number: number & ~Int32(0x4000_0000))  // SCHED_RESET_ON_FORK
+        info.policy = policy
+        if policy == .fifo || policy == .roundRobin {
+            var parameters = sched_param()
+            if sched_getparam(tid, &parameters) == 0 { info.realtimePriority = parameters.sched_priority }
+        } else {
+            errno = 0
+            let nice = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid))
+            if !(nice == -1 && errno != 0) { info.nice = nice }
         }
     }
 
@@ -71,25 +111,58 @@ enum ProcFS {
                             realtimePriority: isRealtime ? values.rt.flatMap { Int32(exactly: $0) } : nil, affinity: nil)
     }
 
-    /// Takes `Tgid:` and `Cpus_allowed_list:` from the text of `/proc/TID/status`.
-    static func parseStatus(_ bytes: UnsafeRawBufferPointer, into info: inout ProcTaskInfo) {
-        let tgidKey: StaticString = "Tgid:", cpusKey: StaticString = "Cpus_allowed_list:"
+    /// What `/proc/TID/status` says (nil: the line is missing or unreadable).
+    struct StatusFields: Equatable {
+        /// `Name:`; nil also when the kernel escaped it (a backslash in it): `stat` has it raw.
+        var name: String?
+        var tgid: Int32?
+        var ppid: Int32?
+        /// `Kthread:` (kernel 6.x and later).
+        var isKernelThread: Bool?
+        var affinity: [Int]?
+    }
+
+    /// Parses the text of `/proc/TID/status`.
+    static func parseStatus(_ bytes: UnsafeRawBufferPointer) -> StatusFields {
+        var fields = StatusFields()
         var lineStart = 0
         let end = bytes.count
         while lineStart < end {
             var lineEnd = lineStart
             while lineEnd < end && bytes[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
             let line = UnsafeRawBufferPointer(rebasing: bytes[lineStart..<lineEnd])
-            if let value = valueAfter(tgidKey, in: line) {
-                if let t = parseInteger(trimmed(value)).flatMap({ Int32(exactly: $0) }) { info.tgid = t }
-            } else if let value = valueAfter(cpusKey, in: line) {
-                info.affinity = parseCPUList(String(decoding: value, as: UTF8.self))
-            }
             lineStart = lineEnd + 1
+            guard let first = line.first else { continue }
+            // Only the lines wanted are compared in full.
+            switch first {
+            case UInt8(ascii: "N"):
+                if let value = valueAfter("Name:", in: line) {
+                    // One tab follows the colon; the name itself may start with blanks.
+                    let raw = value.first == UInt8(ascii: "\t") ? UnsafeRawBufferPointer(rebasing: value[1...]) : value
+                    fields.name = raw.contains(UInt8(ascii: "\\")) ? nil : String(decoding: raw, as: UTF8.self)
+                }
+            case UInt8(ascii: "T"):
+                if let value = valueAfter("Tgid:", in: line) {
+                    fields.tgid = parseInteger(trimmed(value)).flatMap { Int32(exactly: $0) }
+                }
+            case UInt8(ascii: "P"):
+                if let value = valueAfter("PPid:", in: line) {
+                    fields.ppid = parseInteger(trimmed(value)).flatMap { Int32(exactly: $0) }
+                }
+            case UInt8(ascii: "K"):
+                if let value = valueAfter("Kthread:", in: line), let v = parseInteger(trimmed(value)) {
+                    fields.isKernelThread = v != 0
+                }
+            case UInt8(ascii: "C"):
+                if let value = valueAfter("Cpus_allowed_list:", in: line) { fields.affinity = parseCPUList(value) }
+            default:
+                break
+            }
         }
+        return fields
     }
 
-    private static func valueAfter(_ key: StaticString, in line: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+    @inline(__always) private static func valueAfter(_ key: StaticString, in line: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
         let k = UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)
         guard line.count >= k.count, memcmp(line.baseAddress!, k.baseAddress!, k.count) == 0 else { return nil }
         return UnsafeRawBufferPointer(rebasing: line[k.count...])
@@ -160,13 +233,43 @@ enum ProcFS {
 
     /// Parses a kernel CPU list such as `0-3,6,8-9`.
     static func parseCPUList(_ text: String) -> [Int]? {
+        var copy = text
+        return copy.withUTF8 { parseCPUList(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// `parseCPUList` on bytes: blanks around the list are ignored; a range `a-b` needs
+    /// `b >= a`; nil for anything else that is not a number, or an empty list.
+    static func parseCPUList(_ bytes: UnsafeRawBufferPointer) -> [Int]? {
+        var a = 0, b = bytes.count
+        func isBlank(_ c: UInt8) -> Bool { c == 0x20 || (c >= 0x09 && c <= 0x0D) }
+        while a < b && isBlank(bytes[a]) { a += 1 }
+        while b > a && isBlank(bytes[b - 1]) { b -= 1 }
         var cpus: [Int] = []
-        for part in text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",") {
-            let bounds = part.split(separator: "-")
-            guard let low = Int(bounds[0]) else { return nil }
-            let high = bounds.count > 1 ? Int(bounds[1]) ?? low : low
-            guard high >= low else { return nil }
-            cpus.append(contentsOf: low...high)
+        var i = a
+        while i < b {
+            var partEnd = i
+            while partEnd < b && bytes[partEnd] != UInt8(ascii: ",") { partEnd += 1 }
+            if partEnd > i {
+                // Up to two numbers separated by `-` (empty pieces skipped, as the old parser did).
+                var numbers: (Int64?, Int64?) = (nil, nil)
+                var count = 0
+                var j = i
+                while j < partEnd {
+                    var k = j
+                    while k < partEnd && bytes[k] != UInt8(ascii: "-") { k += 1 }
+                    if k > j {
+                        let v = parseInteger(UnsafeRawBufferPointer(rebasing: bytes[j..<k]))
+                        if count == 0 { numbers.0 = v } else if count == 1 { numbers.1 = v }
+                        count += 1
+                    }
+                    j = k + 1
+                }
+                guard count > 0, let low = numbers.0, low >= 0, low < 1 << 20 else { return nil }
+                let high = count > 1 ? (numbers.1 ?? low) : low
+                guard high >= low, high < 1 << 20 else { return nil }
+                cpus.append(contentsOf: Int(low)...Int(high))
+            }
+            i = partEnd + 1
         }
         return cpus.isEmpty ? nil : cpus
     }

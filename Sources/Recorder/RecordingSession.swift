@@ -144,7 +144,11 @@ public final class RecordingSession: @unchecked Sendable {
             readers.append(try CPUReader(cpu: cpu, fd: fd, subbufferSize: subbufferSize, decoder: decoder,
                                          pollMicroseconds: poll, nice: options.readerNice, snapshots: snapshots))
         }
-        pending = Array(repeating: [], count: readers.count)
+        pending = (0..<readers.count).map { _ in
+            var records: [RawRecord] = []
+            records.reserveCapacity(CPUReader.batchCapacity)
+            return records
+        }
         heads = Array(repeating: 0, count: readers.count)
         marks = Array(repeating: 0, count: readers.count)
         for r in readers { r.start() }
@@ -286,7 +290,8 @@ public final class RecordingSession: @unchecked Sendable {
             rawBytes += r.bytesRead
             if !r.priorityRaised { warnings.append("cpu\(r.cpu) reader could not raise its priority to nice \(options.readerNice): events may be lost under load") }
         }
-        readers.removeAll()  // closes the trace_pipe_raw fds
+        for r in readers { r.closeFiles() }
+        readers.removeAll()
         if let message = instance?.destroy() { warnings.append(message) }
         instance = nil
 
@@ -327,6 +332,7 @@ public final class RecordingSession: @unchecked Sendable {
         instance?.traceOff()
         for r in readers { r.requestStop() }
         for r in readers { r.join() }
+        for r in readers { r.closeFiles() }
         readers.removeAll()
         instance?.destroy()
         instance = nil

@@ -32,13 +32,41 @@ import TraceFormat
         #expect(parse("", tid: 17) == nil)
     }
 
-    @Test func statusGivesTgidAndAffinity() {
-        var info = ProcTaskInfo(tgid: 5, ppid: 1, comm: "x", isKernelThread: false)
-        let status = "Name:\tx\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4\nNgid:\t0\nPid:\t5\n"
-            + "Cpus_allowed:\t3\nCpus_allowed_list:\t0-1,3\nMems_allowed_list:\t0\n"
-        Array(status.utf8).withUnsafeBytes { ProcFS.parseStatus($0, into: &info) }
-        #expect(info.tgid == 4)
-        #expect(info.affinity == [0, 1, 3])
+    func status(_ text: String) -> ProcFS.StatusFields {
+        Array(text.utf8).withUnsafeBytes { ProcFS.parseStatus($0) }
+    }
+
+    @Test func statusFields() {
+        let text = "Name:\t my prog\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4\nNgid:\t0\nPid:\t5\nPPid:\t1\n"
+            + "Kthread:\t0\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1,3\nMems_allowed_list:\t0\n"
+        #expect(status(text) == ProcFS.StatusFields(name: " my prog", tgid: 4, ppid: 1, isKernelThread: false, affinity: [0, 1, 3]))
+        // The kernel escapes \n and \\ in Name: the raw name must then come from stat.
+        #expect(status("Name:\ta\\nb\nKthread:\t1\n").name == nil)
+        #expect(status("Name:\tkthreadd\nKthread:\t1\n").isKernelThread == true)
+        #expect(status("Name:\told kernel\nTgid:\t9\n").isKernelThread == nil)
+        #expect(status("") == ProcFS.StatusFields())
+    }
+
+    @Test func cpuListsAsBytes() {
+        func p(_ s: String) -> [Int]? { Array(s.utf8).withUnsafeBytes { ProcFS.parseCPUList($0) } }
+        #expect(p("\t0-3,6,8-9\n") == [0, 1, 2, 3, 6, 8, 9])
+        #expect(p("5") == [5])
+        #expect(p("") == nil && p(" \n") == nil)
+        #expect(p("3-1") == nil && p("x") == nil && p("1,y") == nil && p("0-999999999") == nil)
+    }
+
+    /// The fast way (status + system calls) and the slow way (stat) agree on live tasks:
+    /// this process, a kernel thread, init, and a real-time kernel thread if there is one.
+    @Test func statusAndSyscallsAgreeWithStat() throws {
+        var tids: [Int32] = [getpid(), 1, 2]
+        let all = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        tids += all.compactMap(Int32.init).filter { ProcFS.taskReadingStat($0)?.policy == .fifo }.prefix(2)
+        for tid in tids {
+            let slow = ProcFS.taskReadingStat(tid)
+            #expect(slow != nil, "tid \(tid)")
+            #expect(ProcFS.task(tid) == slow, "tid \(tid)")
+        }
+        #expect(ProcFS.task(2)?.isKernelThread == true)
     }
 
     @Test func integers() {
