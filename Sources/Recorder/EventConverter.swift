@@ -41,23 +41,28 @@ func taskState(fromPrevState value: Int64) -> TaskState {
 ///
 /// Records must come in non-decreasing time order (a straggler is clamped to the last time
 /// and counted in `reorderedEvents`). Not thread-safe: used by the merging thread only.
+///
+/// `convert` runs for every record, so the state it touches opts out of the runtime
+/// exclusivity check (`@exclusivity(unchecked)`): private, one thread, and never passed
+/// `inout` to code that reaches it again.
 final class EventConverter {
     let writer: TraceWriter
     let scope: RecordingScope
     private let lookup: (Int32) -> ProcTaskInfo?
-    private var indexByTid: [Int32: TaskIndex] = [:]
+    private let snapshots: TaskSnapshots?
+    @exclusivity(unchecked) private var indexByTid = TidTable()
     /// Tids of the recorded tree (tree scope); processes also by their tgid.
-    private var recordedTids: Set<Int32>
-    private var recordedByIndex: [Bool] = [false]
-    private var tracker = RunTracker()
-    private var lastTimestamp: UInt64 = 0
-    private(set) var firstTimestamp: UInt64?
+    @exclusivity(unchecked) private var recordedTids: Set<Int32>
+    @exclusivity(unchecked) private var recordedByIndex: [Bool] = [false]
+    @exclusivity(unchecked) private var tracker = RunTracker()
+    @exclusivity(unchecked) private var lastTimestamp: UInt64 = 0
+    @exclusivity(unchecked) private(set) var firstTimestamp: UInt64?
     /// Timestamp of the last event written.
     var lastWritten: UInt64 { lastTimestamp }
     /// Events whose timestamp was below one already written (clamped).
-    private(set) var reorderedEvents: UInt64 = 0
+    @exclusivity(unchecked) private(set) var reorderedEvents: UInt64 = 0
     /// Records left out because they did not touch the recorded tree.
-    private(set) var filteredRecords: UInt64 = 0
+    @exclusivity(unchecked) private(set) var filteredRecords: UInt64 = 0
     /// Events written.
     var eventCount: UInt64 { writer.eventCount }
     /// Switch-ins inferred so far (the final count includes the end of the trace).
@@ -66,12 +71,15 @@ final class EventConverter {
     /// - Parameters:
     ///   - recordedTids: tids (and tgids) of the tree at the start (tree scope).
     ///   - lookup: live facts about a task (tests pass a fake).
+    ///   - snapshots: facts about forked children taken by the readers at the fork; a child
+    ///     with a snapshot is not looked up again.
     init(writer: TraceWriter, scope: RecordingScope, recordedTids: Set<Int32>,
-         lookup: @escaping (Int32) -> ProcTaskInfo? = ProcFS.task) {
+         lookup: @escaping (Int32) -> ProcTaskInfo? = ProcFS.task, snapshots: TaskSnapshots? = nil) {
         self.writer = writer
         self.scope = scope
         self.recordedTids = recordedTids
         self.lookup = lookup
+        self.snapshots = snapshots
     }
 
     /// Adds `tid` to the recorded tree (a command spawned after tracing started).
@@ -84,8 +92,11 @@ final class EventConverter {
         return recordedTids.contains(tid)
     }
 
-    private func newTask(_ tid: Int32, comm: String, parent: TaskIndex?, tgidHint: Int32 = 0) -> TaskIndex {
-        let live = lookup(tid)
+    /// - Parameter snapshot: what /proc said at the fork (`.some(nil)`: the task was gone);
+    ///   nil to look the task up now.
+    private func newTask(_ tid: Int32, comm: String, parent: TaskIndex?, tgidHint: Int32 = 0,
+                         snapshot: ProcTaskInfo?? = nil) -> TaskIndex {
+        let live: ProcTaskInfo? = if let snapshot { snapshot } else { lookup(tid) }
         // A task that ended before the reader saw it fork keeps tgid = tid (unknowable later).
         var t = TaskInfo(tid: tid, tgid: live?.tgid ?? (tgidHint > 0 ? tgidHint : tid), comm: comm.isEmpty ? (live?.comm ?? "") : comm, parent: parent)
         t.policy = live?.policy
@@ -149,6 +160,7 @@ final class EventConverter {
             let parentRecorded = isRecorded(r.pid1)
             // A command spawned by the recorder is registered before its fork event is seen.
             let registered = indexByTid[r.pid2] == nil && recordedTids.contains(r.pid2)
+            let snapshot = snapshots?.take(r.pid2, forkedAt: r.timestamp)
             // A fork always makes a new task, even when the tid was seen before (tids are reused).
             if indexByTid[r.pid2] != nil {
                 indexByTid[r.pid2] = nil
@@ -157,7 +169,7 @@ final class EventConverter {
             if parentRecorded { recordedTids.insert(r.pid2) }
             guard parentRecorded || registered || scope == .everything else { filteredRecords += 1; return }
             let parent = index(r.pid1, r.comm1)
-            let child = newTask(r.pid2, comm: r.comm2.string, parent: parent, tgidHint: Int32(clamping: r.value))
+            let child = newTask(r.pid2, comm: r.comm2.string, parent: parent, tgidHint: Int32(clamping: r.value), snapshot: snapshot)
             try emit(r, .fork(parent: parent, child: child))
         case .exec:
             // A non-leader thread that execs takes over the leader's tid (old_pid → pid).
@@ -186,5 +198,40 @@ final class EventConverter {
         var copy = tracker
         copy.finish { _ in }
         return copy.inferredSwitchIns
+    }
+}
+
+/// Task index by tid: a flat array (tids are small dense numbers, below `pid_max`), with a
+/// dictionary for tids beyond `directLimit` so a huge tid cannot make the array huge.
+struct TidTable {
+    /// Tids below this are kept in the array (4 bytes each: 4 MiB at most).
+    static let directLimit: Int32 = 1 << 20
+    /// `TaskIndex.rawValue + 1` per tid; 0 when the tid has no task.
+    private var direct: [UInt32] = []
+    private var large: [Int32: TaskIndex] = [:]
+
+    subscript(tid: Int32) -> TaskIndex? {
+        get {
+            if tid >= 0 && tid < Self.directLimit {
+                let i = Int(tid)
+                guard i < direct.count else { return nil }
+                let v = direct[i]
+                return v == 0 ? nil : TaskIndex(rawValue: v &- 1)
+            }
+            return large[tid]
+        }
+        set {
+            if tid >= 0 && tid < Self.directLimit {
+                let i = Int(tid)
+                if i >= direct.count {
+                    guard newValue != nil else { return }
+                    let size = min(Int(Self.directLimit), max(i + 1, direct.count * 2, 4096))
+                    direct.append(contentsOf: repeatElement(0, count: size - direct.count))
+                }
+                direct[i] = newValue.map { $0.rawValue &+ 1 } ?? 0
+            } else {
+                large[tid] = newValue
+            }
+        }
     }
 }

@@ -39,7 +39,10 @@ public final class RecordingSession: @unchecked Sendable {
     private var state = State.created
 
     private let mergerStop = Atomic<Bool>(false)
+    /// Signalled by `stop()` so the sleeping merger ends at once.
+    private let mergerWake = DispatchSemaphore(value: 0)
     private let mergerDone = DispatchSemaphore(value: 0)
+    private let snapshots = TaskSnapshots()
     private var mergerRunning = false
     private let eventsWritten = Atomic<UInt64>(0)
     private let bytesWritten = Atomic<UInt64>(0)
@@ -131,7 +134,7 @@ public final class RecordingSession: @unchecked Sendable {
 
         let writer = try TraceWriter(path: options.outputPath, metadata: metadata)
         self.writer = writer
-        converter = EventConverter(writer: writer, scope: scope, recordedTids: recorded)
+        converter = EventConverter(writer: writer, scope: scope, recordedTids: recorded, snapshots: snapshots)
 
         let subbufferSize = instance.subbufferSize()
         let poll = UInt32(clamping: max(1_000, options.pollInterval.components.seconds * 1_000_000
@@ -139,9 +142,13 @@ public final class RecordingSession: @unchecked Sendable {
         for cpu in cpus {
             let fd = try instance.openRawPipe(cpu: cpu)
             readers.append(try CPUReader(cpu: cpu, fd: fd, subbufferSize: subbufferSize, decoder: decoder,
-                                         pollMicroseconds: poll, nice: options.readerNice))
+                                         pollMicroseconds: poll, nice: options.readerNice, snapshots: snapshots))
         }
-        pending = Array(repeating: [], count: readers.count)
+        pending = (0..<readers.count).map { _ in
+            var records: [RawRecord] = []
+            records.reserveCapacity(CPUReader.batchCapacity)
+            return records
+        }
         heads = Array(repeating: 0, count: readers.count)
         marks = Array(repeating: 0, count: readers.count)
         for r in readers { r.start() }
@@ -175,7 +182,7 @@ public final class RecordingSession: @unchecked Sendable {
                     failureLock.withLock { mergerFailure = error }
                     break
                 }
-                usleep(50_000)
+                _ = mergerWake.wait(timeout: .now() + .milliseconds(50))
             }
             mergerDone.signal()
         }
@@ -188,28 +195,50 @@ public final class RecordingSession: @unchecked Sendable {
     private func mergeOnce(final: Bool) throws {
         guard let converter, let writer else { return }
         for (i, reader) in readers.enumerated() {
-            let (records, mark, _) = reader.take()
-            if !records.isEmpty { pending[i].append(contentsOf: records) }
-            marks[i] = mark
+            // pending[i] holds only what is newer than the last limit (usually little or
+            // nothing): an empty one is swapped with the reader's queue, not copied.
+            marks[i] = reader.take(appendingTo: &pending[i]).watermark
         }
         let limit = final ? UInt64.max : (marks.min() ?? 0)
-        while true {
-            var best = -1
-            var bestTime = UInt64.max
-            for i in pending.indices where heads[i] < pending[i].count {
-                let t = pending[i][heads[i]].timestamp
-                if best < 0 || t < bestTime { best = i; bestTime = t }
-            }
-            guard best >= 0, bestTime <= limit else { break }
-            try converter.convert(pending[best][heads[best]])
-            heads[best] += 1
-        }
+        try Self.merge(pending, heads: &heads, upTo: limit, into: converter)
         for i in pending.indices where heads[i] > 0 {
-            pending[i].removeFirst(heads[i])
+            if heads[i] == pending[i].count {
+                pending[i].removeAll(keepingCapacity: true)
+            } else {
+                pending[i].removeFirst(heads[i])
+            }
             heads[i] = 0
         }
         eventsWritten.store(writer.eventCount, ordering: .relaxed)
         bytesWritten.store(writer.bytesWritten, ordering: .relaxed)
+    }
+
+    /// Converts, in time order, the records of `queues` from `heads` on up to time `limit`, and
+    /// moves `heads` past them. (The queues are a borrowed argument, not `self.pending`: no
+    /// exclusivity check or reference count per record.)
+    private static func merge(_ queues: [[RawRecord]], heads: inout [Int], upTo limit: UInt64,
+                              into converter: EventConverter) throws {
+        var h = heads
+        defer { heads = h }
+        if queues.count == 1 {
+            let q = queues[0]
+            while h[0] < q.count && q[h[0]].timestamp <= limit {
+                try converter.convert(q[h[0]])
+                h[0] += 1
+            }
+            return
+        }
+        while true {
+            var best = -1
+            var bestTime = UInt64.max
+            for i in queues.indices where h[i] < queues[i].count {
+                let t = queues[i][h[i]].timestamp
+                if best < 0 || t < bestTime { best = i; bestTime = t }
+            }
+            guard best >= 0, bestTime <= limit else { break }
+            try converter.convert(queues[best][h[best]])
+            h[best] += 1
+        }
     }
 
     /// Reaps the recorded command if it ended; returns its exit status (128 + signal if killed).
@@ -219,9 +248,11 @@ public final class RecordingSession: @unchecked Sendable {
     public func signalWorkload(_ signal: Int32) { workload?.signalGroup(signal) }
 
     /// Events, file size and lost events so far.
-    public func progress() -> RecordingProgress {
+    /// - Parameter countingLost: read the lost-event counts from the instance's per-CPU stats
+    ///   files (they are 0 in the result otherwise); a caller that only watches the time skips them.
+    public func progress(countingLost: Bool = true) -> RecordingProgress {
         var lost: UInt64 = 0
-        if let instance, state == .recording { for cpu in cpus { lost += instance.lostEvents(cpu: cpu) ?? 0 } }
+        if countingLost, let instance, state == .recording { for cpu in cpus { lost += instance.lostEvents(cpu: cpu) ?? 0 } }
         return RecordingProgress(events: eventsWritten.load(ordering: .relaxed), fileBytes: bytesWritten.load(ordering: .relaxed),
                                  lostEvents: lost, elapsedNanoseconds: monotonicNanoseconds() &- startMonotonic)
     }
@@ -241,6 +272,7 @@ public final class RecordingSession: @unchecked Sendable {
         for r in readers { r.requestStop() }
         for r in readers { r.join() }
         mergerStop.store(true, ordering: .releasing)
+        mergerWake.signal()
         if mergerRunning { mergerDone.wait(); mergerRunning = false }
         var failure: Error? = failureLock.withLock { mergerFailure }
         if failure == nil {
@@ -258,7 +290,8 @@ public final class RecordingSession: @unchecked Sendable {
             rawBytes += r.bytesRead
             if !r.priorityRaised { warnings.append("cpu\(r.cpu) reader could not raise its priority to nice \(options.readerNice): events may be lost under load") }
         }
-        readers.removeAll()  // closes the trace_pipe_raw fds
+        for r in readers { r.closeFiles() }
+        readers.removeAll()
         if let message = instance?.destroy() { warnings.append(message) }
         instance = nil
 
@@ -299,6 +332,7 @@ public final class RecordingSession: @unchecked Sendable {
         instance?.traceOff()
         for r in readers { r.requestStop() }
         for r in readers { r.join() }
+        for r in readers { r.closeFiles() }
         readers.removeAll()
         instance?.destroy()
         instance = nil

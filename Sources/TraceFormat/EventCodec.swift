@@ -35,23 +35,49 @@ struct ChunkCodecState {
     }
 }
 
-/// Appends events to a chunk's byte buffer.
+/// Appends events to a chunk's bytes, in memory the writer allocates once (no array, no
+/// capacity or uniqueness check per byte: this runs for every event recorded).
 struct EventEncoder {
-    var state: ChunkCodecState
-    var bytes: [UInt8] = []
+    /// Most bytes one event can take: tag, 10-byte time delta, 5-byte CPU, then at worst an
+    /// exec (5-byte task, 2-byte length, 255 bytes of name). The writer flushes a chunk once it
+    /// holds `chunkByteLimit` bytes and keeps this much room beyond that.
+    static let maximumEventBytes = 1 + 10 + 5 + 5 + 2 + 255
 
-    init(firstTimestamp: UInt64, capacity: Int) {
+    var state: ChunkCodecState
+    /// Where the chunk's events go; the owner guarantees room for `maximumEventBytes` more
+    /// before every `encode`.
+    let base: UnsafeMutablePointer<UInt8>
+    /// Bytes encoded so far.
+    private(set) var count = 0
+
+    init(firstTimestamp: UInt64, base: UnsafeMutablePointer<UInt8>) {
         state = ChunkCodecState(firstTimestamp: firstTimestamp)
-        bytes.reserveCapacity(capacity)
+        self.base = base
+    }
+
+    /// Starts a new chunk (the per-CPU table keeps its storage).
+    mutating func reset(firstTimestamp: UInt64) {
+        state.previousTimestamp = firstTimestamp
+        state.previousCPU = 0
+        state.current.removeAll(keepingCapacity: true)
+        count = 0
+    }
+
+    /// The bytes encoded so far.
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    @inline(__always) mutating func append(_ byte: UInt8) {
+        base[count] = byte
+        count &+= 1
     }
 
     @inline(__always) mutating func varint(_ value: UInt64) {
         var v = value
         while v >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            append(UInt8(truncatingIfNeeded: v) | 0x80)
             v >>= 7
         }
-        bytes.append(UInt8(v))
+        append(UInt8(v))
     }
 
     @inline(__always) mutating func varint(_ value: UInt32) { varint(UInt64(value)) }
@@ -65,8 +91,8 @@ struct EventEncoder {
         state.previousCPU = cpu
         let current = state.currentTask(on: cpu)
         var tag: UInt8 = cpuChanged ? 0x08 : 0
-        let tagPosition = bytes.count
-        bytes.append(0)
+        let tagPosition = count
+        append(0)
         varint(zigzag)
         if cpuChanged { varint(cpu) }
         switch event.kind {
@@ -78,7 +104,7 @@ struct EventEncoder {
             }
             let stateCode: UInt8 = prevState.rawValue <= 2 ? prevState.rawValue : 3
             tag |= stateCode << 5
-            if stateCode == 3 { bytes.append(prevState.rawValue) }
+            if stateCode == 3 { append(prevState.rawValue) }
             if next.isIdle { tag |= 0x80 } else { varint(next.rawValue) }
             state.setCurrent(next.rawValue, on: cpu)
         case let .waking(waker, target, targetCPU, context):
@@ -140,9 +166,9 @@ struct EventEncoder {
                 while length > 0 && utf8[length] & 0xC0 == 0x80 { length -= 1 }
             }
             varint(UInt64(length))
-            bytes.append(contentsOf: comm.utf8.prefix(length))
+            for byte in comm.utf8.prefix(length) { append(byte) }
         }
-        bytes[tagPosition] = tag
+        base[tagPosition] = tag
     }
 }
 

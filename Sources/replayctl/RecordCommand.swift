@@ -101,7 +101,8 @@ struct Record: ParsableCommand {
         var lastEvents: UInt64 = 0
         var signalledAt: UInt64?
         while true {
-            let p = session.progress()
+            // The per-CPU stats files are read only when the line is shown (every 500 ms).
+            let p = session.progress(countingLost: false)
             if case .command = target, session.workloadExitStatus() != nil { break }
             if case let .pids(pids) = target, pids.allSatisfy({ kill($0, 0) != 0 && errno == ESRCH }) { break }
             if let limit, p.elapsedNanoseconds >= limit {
@@ -120,13 +121,14 @@ struct Record: ParsableCommand {
             if showProgress && p.elapsedNanoseconds >= lastProgress + 500_000_000 {
                 let seconds = Double(p.elapsedNanoseconds - lastProgress) / 1e9
                 let rate = lastProgress == 0 ? 0 : Double(p.events - lastEvents) / seconds
-                let lost = p.lostEvents > 0 ? "  LOST \(p.lostEvents)" : "  lost 0"
+                let lostEvents = session.progress().lostEvents
+                let lost = lostEvents > 0 ? "  LOST \(lostEvents)" : "  lost 0"
                 let line = "\rrecording \(formatSeconds(p.elapsedNanoseconds))  \(p.events) events  \(Int(rate)) events/s\(lost)  \(formatBytes(p.fileBytes))   "
                 _ = line.withCString { write(2, $0, strlen($0)) }
                 lastProgress = p.elapsedNanoseconds
                 lastEvents = p.events
             }
-            usleep(20_000)
+            usleep(5_000)  // the command's end is noticed within 5 ms (the recording's wall time includes it)
         }
         if showProgress { _ = "\r\u{1B}[K".withCString { write(2, $0, strlen($0)) } }
         return try session.stop()
