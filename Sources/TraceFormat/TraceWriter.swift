@@ -17,11 +17,6 @@ public final class TraceWriter {
     private var offset: UInt64 = 0
     private var tasks: [TaskInfo] = [TaskInfo.idle]
     private var pendingDefinitions: [TaskDefinition] = []
-<<<<<<< HEAD
-    /// The chunk being filled. One struct, so that appending an event is one access to the
-    /// class's storage (separate properties cost a dynamic exclusivity check each).
-    private var chunk: ChunkBuilder
-=======
     /// Block header + chunk header + up to `chunkByteLimit + EventEncoder.maximumEventBytes` of events.
     private let chunkBuffer: UnsafeMutableRawPointer
     private static let chunkHeaderSize = 20
@@ -32,19 +27,13 @@ public final class TraceWriter {
     @exclusivity(unchecked) private var chunkFirst: UInt64 = 0
     @exclusivity(unchecked) private var chunkLast: UInt64 = 0
     @exclusivity(unchecked) private var chunkCount: UInt32 = 0
->>>>>>> recperf
     private var index: [ChunkInfo] = []
     private let chunkEventLimit: Int
     private let chunkByteLimit: Int
     private var finished = false
     @exclusivity(unchecked) private var appended: UInt64 = 0
     /// Events appended so far.
-<<<<<<< HEAD
-    public var eventCount: UInt64 { flushedEvents + UInt64(chunk.count) }
-    private var flushedEvents: UInt64 = 0
-=======
     public var eventCount: UInt64 { appended }
->>>>>>> recperf
     /// Bytes written to the file so far.
     public var bytesWritten: UInt64 { offset }
     /// Tasks defined so far, including the idle task at index 0.
@@ -56,13 +45,9 @@ public final class TraceWriter {
         self.path = path
         self.chunkEventLimit = max(1, chunkEventLimit)
         self.chunkByteLimit = max(64, chunkByteLimit)
-<<<<<<< HEAD
-        chunk = ChunkBuilder(capacity: self.chunkByteLimit + 64)
-=======
         chunkBuffer = UnsafeMutableRawPointer.allocate(
             byteCount: Self.eventsOffset + self.chunkByteLimit + EventEncoder.maximumEventBytes, alignment: 16)
         encoder = EventEncoder(firstTimestamp: 0, base: (chunkBuffer + Self.eventsOffset).assumingMemoryBound(to: UInt8.self))
->>>>>>> recperf
         guard FileManager.default.createFile(atPath: path, contents: nil),
               let handle = FileHandle(forWritingAtPath: path)
         else {
@@ -102,9 +87,6 @@ public final class TraceWriter {
     /// Appends one event. Events should come in time order; an event naming a task not yet
     /// added is a programming error and traps.
     public func append(_ event: Event) throws {
-<<<<<<< HEAD
-        if chunk.append(event, eventLimit: chunkEventLimit, byteLimit: chunkByteLimit) {
-=======
         if !chunkOpen {
             encoder.reset(firstTimestamp: event.timestamp)
             chunkOpen = true
@@ -117,7 +99,6 @@ public final class TraceWriter {
         chunkCount += 1
         appended += 1
         if Int(chunkCount) >= chunkEventLimit || encoder.count >= chunkByteLimit {
->>>>>>> recperf
             try flush()
         }
     }
@@ -129,25 +110,6 @@ public final class TraceWriter {
             try write(makeBlock(.taskDefinitions, payload: json))
             pendingDefinitions.removeAll(keepingCapacity: true)
         }
-<<<<<<< HEAD
-        guard chunk.count > 0 else { return }
-        // Block header and chunk header in one write, the encoded events (not copied) in another.
-        var chunkHeader: [UInt8] = []
-        chunkHeader.reserveCapacity(20)
-        appendLE(chunk.first, to: &chunkHeader)
-        appendLE(chunk.last, to: &chunkHeader)
-        appendLE(chunk.count, to: &chunkHeader)
-        let payloadCRC = chunk.encoder.bytes.withUnsafeBytes { CRC32C.update(CRC32C.checksum(chunkHeader), $0) }
-        var head = makeBlockHeader(.events, payloadLength: 20 + chunk.encoder.bytes.count, payloadCRC: payloadCRC)
-        head.append(contentsOf: chunkHeader)
-        let chunkOffset = offset
-        try write(head)
-        try write(chunk.encoder.bytes)
-        index.append(ChunkInfo(offset: chunkOffset, firstTimestamp: chunk.first, lastTimestamp: chunk.last,
-                               eventCount: chunk.count, taskCount: UInt32(tasks.count)))
-        flushedEvents += UInt64(chunk.count)
-        chunk.reset()
-=======
         guard chunkOpen, chunkCount > 0 else { return }
         // The same bytes as makeBlock(.events, payload: first, last, count, events), built in place.
         let payloadCount = Self.chunkHeaderSize + encoder.count
@@ -169,7 +131,6 @@ public final class TraceWriter {
                                eventCount: chunkCount, taskCount: UInt32(tasks.count)))
         chunkOpen = false
         chunkCount = 0
->>>>>>> recperf
     }
 
     /// Writes the last chunk, the final metadata, the task table, the index and the trailer,
@@ -221,36 +182,6 @@ public final class TraceWriter {
     }
 }
 
-<<<<<<< HEAD
-/// The events chunk being filled: encoder, first and last timestamps, event count. Its
-/// buffers are kept from one chunk to the next.
-struct ChunkBuilder {
-    var encoder: EventEncoder
-    var first: UInt64 = 0
-    var last: UInt64 = 0
-    var count: UInt32 = 0
-
-    init(capacity: Int) { encoder = EventEncoder(firstTimestamp: 0, capacity: capacity) }
-
-    /// Encodes `event`; returns true when the chunk is full.
-    @inline(__always) mutating func append(_ event: Event, eventLimit: Int, byteLimit: Int) -> Bool {
-        if count == 0 {
-            encoder.state.previousTimestamp = event.timestamp
-            first = event.timestamp
-        }
-        encoder.encode(event)
-        last = event.timestamp
-        count += 1
-        return Int(count) >= eventLimit || encoder.bytes.count >= byteLimit
-    }
-
-    /// Empties the chunk, keeping its buffers.
-    mutating func reset() {
-        count = 0
-        encoder.bytes.removeAll(keepingCapacity: true)
-        encoder.state.previousCPU = 0
-        for i in encoder.state.current.indices { encoder.state.current[i] = UInt32.max }
-=======
 /// Task rows as JSON, byte for byte what `jsonEncoder` (sorted keys) makes of them: a writer
 /// encodes every task twice (definitions block, footer table), and `JSONEncoder` took ~10 µs
 /// per task, on the recording's merging thread and at its end.
@@ -382,6 +313,5 @@ enum TaskJSON {
             }
         }
         out.append(UInt8(ascii: "\""))
->>>>>>> recperf
     }
 }

@@ -26,11 +26,13 @@ import Testing
     @Test("events encode to the documented bytes")
     func eventsEncodeToDocumentedBytes() {
         // docs/format.md, "Example": a switch-in, a waking of another task on CPU 1 and a switch to idle.
-        var encoder = EventEncoder(firstTimestamp: 1000, capacity: 64)
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: 4 * EventEncoder.maximumEventBytes)
+        defer { buffer.deallocate() }
+        var encoder = EventEncoder(firstTimestamp: 1000, base: buffer)
         encoder.encode(Event(timestamp: 1000, cpu: CPU(0), kind: .switchTask(prev: .idle, prevState: .running, next: TaskIndex(1))))
         encoder.encode(Event(timestamp: 3000, cpu: CPU(0), kind: .waking(waker: TaskIndex(1), target: TaskIndex(2), targetCPU: CPU(1), context: .task)))
         encoder.encode(Event(timestamp: 2900, cpu: CPU(0), kind: .switchTask(prev: TaskIndex(1), prevState: .sleeping, next: .idle)))
-        #expect(encoder.bytes == [
+        #expect(Array(encoder.bytes) == [
             0x10, 0x00, 0x00, 0x01,  // switch, prev explicit (CPU's task unknown): prev 0, state R, next 1
             0x81, 0xA0, 0x1F, 0x02, 0x01,  // waking, delta +2000 (zigzag 4000), target 2, waker implicit, target CPU 1
             0xA0, 0xC7, 0x01,  // switch, prev implicit, state S, next idle; delta -100 (zigzag 199)
