@@ -1,22 +1,9 @@
 import Foundation
+import Stats
 
 /// The HTML page at `GET /`: every trace with its key figures, and links to its metadata and file.
 enum CorpusPage {
-    static func escape(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.count)
-        for c in text {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(c)
-            }
-        }
-        return out
-    }
+    static func escape(_ text: String) -> String { HTMLText.escaped(text) }
 
     static func bytes(_ n: UInt64) -> String {
         if n < 1024 { return "\(n) B" }

@@ -186,16 +186,24 @@ private func tickLabel(_ ns: Double) -> String {
 private func f(_ v: Double) -> String { String(format: "%.1f", v) }
 
 /// Escapes text for HTML content and attribute values.
-func escape(_ text: String) -> String {
-    var out = ""
-    for ch in text {
-        switch ch {
-        case "&": out += "&amp;"
-        case "<": out += "&lt;"
-        case ">": out += "&gt;"
-        case "\"": out += "&quot;"
-        default: out.append(ch)
+func escape(_ text: String) -> String { HTMLText.escaped(text) }
+
+/// Writing HTML by hand (reports and the corpus page are single self-contained files).
+public enum HTMLText {
+    /// `text` safe inside HTML content and quoted attribute values (& < > " ').
+    public static func escaped(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.count)
+        for ch in text {
+            switch ch {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.append(ch)
+            }
         }
+        return out
     }
-    return out
 }
