@@ -209,6 +209,7 @@ public final class ReplayEngine: @unchecked Sendable {
             counts.timedSleeps += ctx.timedSleeps
             counts.lateTimedSleeps += ctx.lateTimedSleeps
             counts.timedOutWaits += ctx.timedOutWaits
+            counts.heldWakes = (counts.heldWakes ?? 0) + ctx.rendezvousHolds
             end = max(end, ctx.endTime)
             for w in ctx.warnings { warnings.insert(w) }
             tasks.append(ReplayTaskResult(

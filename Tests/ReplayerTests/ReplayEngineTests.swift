@@ -130,19 +130,16 @@ import TraceFormat
         let plan = s.plan()
         var options = ReplayOptions()
         options.cpuScale = 3
-        // The wake is held until b reaches its wait, so b blocks and is measured. (If b is
-        // preempted just after announcing its wait, the wake can land before it blocks: rare,
-        // so over three runs at least two must be measured blocks.)
-        var measured: UInt64 = 0
-        for i in 0..<3 {
-            let held = try ReplayEngine(plan: plan, options: options).run(index: i, warmup: false).run
-            #expect(held.counts.waitsAlreadySatisfied + held.wakeupLatency.count == 1)
-            #expect(held.makespanNanoseconds >= 15_000_000)
-            measured += held.wakeupLatency.count
-        }
-        #expect(measured >= 2)
+        // a's wake is held until b reaches its wait. (b then usually blocks and is measured; on
+        // a shared CPU the waker b releases may preempt b just before it blocks, so the wake
+        // can also land as b arrives: either way it was never issued before b got there.)
+        let held = try ReplayEngine(plan: plan, options: options).run(index: 0, warmup: false).run
+        #expect(held.counts.heldWakes == 1)
+        #expect(held.counts.waitsAlreadySatisfied + held.wakeupLatency.count == 1)
+        #expect(held.makespanNanoseconds >= 15_000_000)
         options.rendezvous = false
         let free = try ReplayEngine(plan: plan, options: options).run(index: 0, warmup: false).run
+        #expect(free.counts.heldWakes == 0)
         #expect(free.counts.waitsAlreadySatisfied == 1)
         #expect(free.wakeupLatency.count == 0)
     }
