@@ -388,31 +388,17 @@ final class ThreadContext: @unchecked Sendable {
                 if engine.options.rendezvous {
                     // Tell the waker this wait has been reached (it may be holding its wake for it).
                     _ = creplay_add32(shared.edgeArmed(edge), 1)
-                    let waker = plan.edges[edge].waker
-                    _ = creplay_add32(shared.futex(waker), 1)
-                    if creplay_load32(shared.waiting(waker)) != 0 { _ = creplay_futex_wake(shared.futex(waker), 1) }
+                    nudge(plan.edges[edge].waker)
                 }
                 if creplay_load32(counter) >= count {
                     waitsAlreadySatisfied += 1
                     continue
                 }
-                var blocked = false
-                let waitingFlag = shared.waiting(program)
                 // Long recorded waits are legitimate: the timeout counts from the recorded wake time.
                 let giveUp = max(creplay_monotonic_ns(), start + recordedWake) + engine.options.waitTimeoutNanoseconds
-                var satisfied = false
-                while true {
-                    creplay_store32(waitingFlag, 1)
-                    let sequence = creplay_load32(myFutex)
-                    if creplay_load32(counter) >= count { satisfied = true; break }
-                    if shared.isStopped { break }
-                    let now = creplay_monotonic_ns()
-                    if now >= giveUp { timedOutWaits += 1; break }
-                    let r = creplay_futex_wait(myFutex, sequence, min(giveUp - now, 1_000_000_000))
-                    if r == 0 { blocked = true }
-                }
-                creplay_store32(waitingFlag, 0)
-                if satisfied {
+                let (outcome, blocked) = block(until: counter, reaches: count, giveUp: giveUp, myFutex: myFutex)
+                if outcome == .timedOut { timedOutWaits += 1 }
+                if outcome == .reached {
                     if blocked && !plan.edges[edge].isSpawn {
                         let now = creplay_monotonic_ns()
                         let issued = creplay_load64(shared.edgeTime(edge))
@@ -457,7 +443,6 @@ final class ThreadContext: @unchecked Sendable {
     func holdUntilArmed(edge: Int, ordinal: UInt32, start: UInt64, myFutex: UnsafeMutablePointer<UInt32>) {
         let armed = shared.edgeArmed(edge)
         if creplay_load32(armed) >= ordinal { return }
-        let waitingFlag = shared.waiting(program)
         var giveUp = creplay_monotonic_ns() + engine.options.waitTimeoutNanoseconds
         var bounded = false
         if let factor = engine.options.rendezvousHoldFactor {
@@ -467,27 +452,46 @@ final class ThreadContext: @unchecked Sendable {
             bounded = true
         }
         rendezvousHolds += 1
+        let (outcome, _) = block(until: armed, reaches: ordinal, giveUp: giveUp, myFutex: myFutex)
+        if outcome == .timedOut && !bounded { timedOutWaits += 1 }
+    }
+
+    enum BlockOutcome { case reached, stopped, timedOut }
+
+    /// Blocks on this thread's futex word until `counter` reaches `target`, the run is
+    /// stopped, or `giveUp` (CLOCK_MONOTONIC) passes. `blocked` is true when a futex_wait
+    /// really slept and was woken. The waiting flag is set before the last check of the
+    /// counter, so a `nudge` between that check and the futex_wait is never lost.
+    func block(until counter: UnsafeMutablePointer<UInt32>, reaches target: UInt32, giveUp: UInt64,
+               myFutex: UnsafeMutablePointer<UInt32>) -> (outcome: BlockOutcome, blocked: Bool) {
+        let waitingFlag = shared.waiting(program)
+        var blocked = false
+        var outcome = BlockOutcome.reached
         while true {
             creplay_store32(waitingFlag, 1)
             let sequence = creplay_load32(myFutex)
-            if creplay_load32(armed) >= ordinal || shared.isStopped { break }
+            if creplay_load32(counter) >= target { break }
+            if shared.isStopped { outcome = .stopped; break }
             let now = creplay_monotonic_ns()
-            if now >= giveUp {
-                if !bounded { timedOutWaits += 1 }
-                break
-            }
-            _ = creplay_futex_wait(myFutex, sequence, min(giveUp - now, 1_000_000_000))
+            if now >= giveUp { outcome = .timedOut; break }
+            if creplay_futex_wait(myFutex, sequence, min(giveUp - now, 1_000_000_000)) == 0 { blocked = true }
         }
         creplay_store32(waitingFlag, 0)
+        return (outcome, blocked)
+    }
+
+    /// Bumps program `p`'s futex word, and wakes it only if it is waiting on it.
+    @inline(__always) func nudge(_ p: Int) {
+        let word = shared.futex(p)
+        _ = creplay_add32(word, 1)
+        if creplay_load32(shared.waiting(p)) != 0 { _ = creplay_futex_wake(word, 1) }
     }
 
     @inline(__always) func signal(edge: Int, target: Int) {
         creplay_store64(shared.edgeTime(edge), creplay_monotonic_ns())
         creplay_store32(shared.edgeCPU(edge), UInt32(bitPattern: creplay_getcpu()))
         _ = creplay_add32(shared.edgeCount(edge), 1)
-        let word = shared.futex(target)
-        _ = creplay_add32(word, 1)
-        if creplay_load32(shared.waiting(target)) != 0 { _ = creplay_futex_wake(word, 1) }
+        nudge(target)
     }
 
     /// Spins until the thread's CPU clock reaches `target`. Checks the clock at most every

@@ -167,18 +167,9 @@ public struct LatencyAnalysis: Sendable {
         public mutating func finish() -> LatencyAnalysis {
             var runs: [RunInterval] = []
             tracker.finish { runs.append($0) }
-            for run in runs {
-                ensure(run.task)
-                let i = run.task.intValue
-                tasks[i].runtimeNanoseconds += run.length
-                // Runs still open when the trace ends: on a CPU, or seen only through
-                // runtime reports. Their switch-ins were not counted yet.
-                tasks[i].switches += 1
-                if run.startInferred {
-                    tasks[i].inferredSwitchIns += 1
-                    started(run.task, at: run.start, inferred: true)
-                }
-            }
+            // Runs still open when the trace ends: on a CPU, or seen only through runtime
+            // reports. Their switch-ins were not counted yet.
+            for run in runs { account(run) }
             var result = LatencyAnalysis(tasks: tasks)
             result.inferredSwitchIns = tracker.inferredSwitchIns
             result.inferredWithoutRuntime = tracker.inferredWithoutRuntime
