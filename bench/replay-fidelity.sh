@@ -11,7 +11,9 @@
 #      with a map from perf's task list (task N = the N-th thread perf creates),
 #   4. replayctl fidelity orig.rpl ours.rpl / perf.rpl --json, over the workload's tasks only.
 # Prints one table row per workload with the medians over the rounds. Raw JSON stays in
-# bench/out/fidelity/.
+# bench/out/fidelity/ (OUT=dir to change). REPLAY_ARGS="--wake-order hold" passes options to
+# replayctl replay; REPLAY_ONLY=1 re-replays the traces already in OUT (no new recording,
+# no perf), so replay options can be compared on the same recordings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -21,9 +23,9 @@ if [ ${#workloads[@]} -eq 0 ]; then
   workloads=(../shared/workloads/pipe-pingpong.sh ../shared/workloads/messaging.sh ../shared/workloads/periodic.sh
              bench/workloads/shell-pipeline.sh bench/workloads/python-queue.py bench/workloads/parallel-build.sh)
 fi
-bin=.build/release/replayctl
+bin=${BIN:-.build/release/replayctl}
 [ -x "$bin" ] || swift build -c release >/dev/null
-out=bench/out/fidelity
+out=${OUT:-bench/out/fidelity}
 mkdir -p "$out"
 export LOOPS_PIPE=${LOOPS_PIPE:-20000}
 
@@ -33,10 +35,15 @@ for w in "${workloads[@]}"; do
     d="$out/$name-$r"
     mkdir -p "$d"
     if [ "$name" = pipe-pingpong ]; then export LOOPS=$LOOPS_PIPE; else unset LOOPS; fi
-    perf sched record -q -o "$d/perf.data" -- "$bin" record -q -o "$d/orig.rpl" -- "$w" >/dev/null 2>"$d/record.log" || true
+    if [ -z "${REPLAY_ONLY:-}" ]; then
+      perf sched record -q -o "$d/perf.data" -- "$bin" record -q -o "$d/orig.rpl" -- "$w" >/dev/null 2>"$d/record.log" || true
+    fi
+    # shellcheck disable=SC2086
     "$bin" replay "$d/orig.rpl" --warmup 1 --runs 1 --record-self "$d/ours.rpl" --map "$d/ours-map.json" \
-      --output "$d/ours-results.json" >"$d/ours.log" 2>&1
-    "$bin" record -q -o "$d/perf.rpl" -- perf sched replay -i "$d/perf.data" -r 1 >"$d/perf-replay.log" 2>&1 || true
+      --output "$d/ours-results.json" ${REPLAY_ARGS:-} >"$d/ours.log" 2>&1
+    if [ -z "${REPLAY_ONLY:-}" ]; then
+      "$bin" record -q -o "$d/perf.rpl" -- perf sched replay -i "$d/perf.data" -r 1 >"$d/perf-replay.log" 2>&1 || true
+    fi
     python3 - "$d" <<'EOF'
 import json, re, subprocess, sys
 d = sys.argv[1]

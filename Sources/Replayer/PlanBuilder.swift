@@ -110,6 +110,8 @@ public enum PlanBuilder {
         var pendingHandOff = -1
         var handOffTime: UInt64 = 0
         var handOffAtomCount = 0
+        /// Wakes received from replayed wakers so far (pooled ordinals).
+        var wakesReceived: UInt32 = 0
     }
 
     struct Builder {
@@ -245,9 +247,12 @@ public enum PlanBuilder {
                     emitRun(w, upTo: t)
                     let e = edge(from: state[w].program, to: state[x].program, spawn: false)
                     plan.edges[e].count += 1
+                    state[x].wakesReceived += 1
+                    plan.edges[e].poolOrdinals.append(state[x].wakesReceived)
                     state[w].lastWoke = x
                     if state[x].blocked {
                         plan.edges[e].waits += 1
+                        plan.edges[e].waitPoolOrdinals.append(state[x].wakesReceived)
                         plan.edges[e].recordedSleeps.append(t > state[x].blockedSince ? t - state[x].blockedSince : 0)
                         append(.wake(edge: e, target: state[x].program, rendezvous: plan.edges[e].waits), to: w)
                         append(.wait(edge: e, count: plan.edges[e].count, recordedWake: offset(t)), to: x)
@@ -349,7 +354,10 @@ public enum PlanBuilder {
             let t = state[resumed].handOffTime
             let e = edge(from: state[q].program, to: state[resumed].program, spawn: false)
             plan.edges[e].count += 1
+            state[resumed].wakesReceived += 1
+            plan.edges[e].poolOrdinals.append(state[resumed].wakesReceived)
             plan.edges[e].waits += 1
+            plan.edges[e].waitPoolOrdinals.append(state[resumed].wakesReceived)
             plan.edges[e].recordedSleeps.append(t > state[resumed].handOffTime ? t - state[resumed].handOffTime : 0)
             append(.wake(edge: e, target: state[resumed].program, rendezvous: plan.edges[e].waits), to: q)
             emitRun(resumed, upTo: t)

@@ -21,14 +21,32 @@ public struct ReplayOptions: Sendable {
     public var waitTimeoutNanoseconds: UInt64 = 10_000_000_000
     /// Timer slack of replay threads (the default 50 µs would add 50–100 µs to every sleep).
     public var timerSlackNanoseconds: UInt = 1
-    /// Keep the recorded order at wakeups: a wake whose wakee was asleep in the trace waits
-    /// until the wakee has reached that sleep (see docs/replay.md, "Rendezvous").
-    public var rendezvous = true
-    /// Bound each rendezvous hold by this multiple of the wakee's recorded sleep before the
-    /// wake (nil: hold until the wakee arrives).
-    public var rendezvousHoldFactor: Double? = nil
+    /// What a waker does with a wake whose wakee was asleep at that wake in the trace but
+    /// has not reached that sleep yet in the replay (see docs/replay.md, "Wake order").
+    public var wakeOrder: WakeOrder = .deferred
+    /// A wait ends at the n-th wake its task receives from any replayed waker, n as in the
+    /// trace, rather than at the k-th wake from the task that woke it in the trace: a reader
+    /// of a socket with many writers wakes for whoever writes first (docs/replay.md).
+    public var pooledWaits = true
+    /// With `.deferred`: how long a waker first spins (yielding the CPU) for a wakee that is
+    /// about to reach its wait, before deferring the wake or, when it must block itself,
+    /// before delivering its deferred wakes early.
+    public var holdSpinNanoseconds: UInt64 = 20_000
 
     public init() {}
+}
+
+/// What a waker does when it reaches a wake whose wakee was asleep at that point of the
+/// trace but has not yet reached that sleep in the replay.
+public enum WakeOrder: String, Sendable, CaseIterable, Codable {
+    /// Keep running and deliver the wake as soon as the wakee blocks for it, or before the
+    /// waker itself blocks, sleeps, wakes that edge again or ends: the next write of a
+    /// producer wakes a consumer that went to sleep meanwhile.
+    case deferred = "defer"
+    /// Block the waker until the wakee has reached its wait, then wake it.
+    case hold
+    /// Wake at once: the wakee will find its wait already satisfied and not sleep.
+    case free
 }
 
 /// Errors of the replay engine.
@@ -100,6 +118,11 @@ public final class ReplayEngine: @unchecked Sendable {
     let cpuCount: Int
     /// Per program: the CPUs to pin to (already folded), or nil.
     let affinities: [[Int32]?]
+    /// Per edge: its waits count the wakee's wakes from everyone (`pooledWaits`; never for
+    /// spawn edges).
+    let pooledEdges: [Bool]
+    /// Per edge: spawn edge.
+    let spawnEdges: [Bool]
 
     public init(plan: ReplayPlan, options: ReplayOptions = ReplayOptions()) throws {
         guard !plan.programs.isEmpty else { throw ReplayError.nothingToReplay("no task of the trace was selected") }
@@ -121,6 +144,8 @@ public final class ReplayEngine: @unchecked Sendable {
             affinities.append(set.count >= cpus ? nil : set.sorted())
         }
         self.affinities = affinities
+        spawnEdges = plan.edges.map(\.isSpawn)
+        pooledEdges = plan.edges.map { options.pooledWaits && !$0.isSpawn }
         if folded {
             notes.append("the trace was recorded with more CPUs than the \(cpus) here: affinity masks folded onto CPUs 0–\(cpus - 1) (cpu mod \(cpus))")
         }
@@ -209,7 +234,7 @@ public final class ReplayEngine: @unchecked Sendable {
             counts.timedSleeps += ctx.timedSleeps
             counts.lateTimedSleeps += ctx.lateTimedSleeps
             counts.timedOutWaits += ctx.timedOutWaits
-            counts.heldWakes = (counts.heldWakes ?? 0) + ctx.rendezvousHolds
+            counts.heldWakes = (counts.heldWakes ?? 0) + ctx.heldWakes
             end = max(end, ctx.endTime)
             for w in ctx.warnings { warnings.insert(w) }
             tasks.append(ReplayTaskResult(
@@ -257,12 +282,27 @@ final class SharedState: @unchecked Sendable {
         (memory + (Self.controlLines + p) * Self.line).assumingMemoryBound(to: UInt32.self)
     }
 
-    /// Non-zero while program `p` is (about to be) blocked in futex_wait: wakers skip the
-    /// futex_wake syscall otherwise. Set before the waiter's last check of its edge count,
+    /// Non-zero while program `p` is (about to be) blocked in futex_wait, the value saying
+    /// for what (`ThreadContext.BlockReason`): wakers skip the futex_wake syscall otherwise. Set before the waiter's last check of its edge count,
     /// read after the waker's increment, both sequentially consistent, so one of the two
     /// always sees the other.
     @inline(__always) func waiting(_ p: Int) -> UnsafeMutablePointer<UInt32> {
         (memory + (Self.controlLines + p) * Self.line + 4).assumingMemoryBound(to: UInt32.self)
+    }
+
+    /// Program `p`'s pooled wakes received (+8), CPU of the last waker (+12), time of the
+    /// last wake (+16), and the pooled ordinal of the latest wait it entered (+24).
+    @inline(__always) func poolCount(_ p: Int) -> UnsafeMutablePointer<UInt32> {
+        (memory + (Self.controlLines + p) * Self.line + 8).assumingMemoryBound(to: UInt32.self)
+    }
+    @inline(__always) func poolCPU(_ p: Int) -> UnsafeMutablePointer<UInt32> {
+        (memory + (Self.controlLines + p) * Self.line + 12).assumingMemoryBound(to: UInt32.self)
+    }
+    @inline(__always) func poolTime(_ p: Int) -> UnsafeMutablePointer<UInt64> {
+        (memory + (Self.controlLines + p) * Self.line + 16).assumingMemoryBound(to: UInt64.self)
+    }
+    @inline(__always) func poolArmed(_ p: Int) -> UnsafeMutablePointer<UInt32> {
+        (memory + (Self.controlLines + p) * Self.line + 24).assumingMemoryBound(to: UInt32.self)
     }
 
     /// Edge `e`: wakes sent so far (+0), CPU of the last waker (+4), time of the last wake (+8).
@@ -275,7 +315,7 @@ final class SharedState: @unchecked Sendable {
     @inline(__always) func edgeTime(_ e: Int) -> UnsafeMutablePointer<UInt64> {
         (memory + (Self.controlLines + programs + e) * Self.line + 8).assumingMemoryBound(to: UInt64.self)
     }
-    /// Waits the wakee has entered on edge `e` (for rendezvous wakes).
+    /// Waits the wakee has entered on edge `e` (per-waker waits; held and deferred wakes).
     @inline(__always) func edgeArmed(_ e: Int) -> UnsafeMutablePointer<UInt32> {
         (memory + (Self.controlLines + programs + e) * Self.line + 16).assumingMemoryBound(to: UInt32.self)
     }
@@ -315,8 +355,13 @@ final class ThreadContext: @unchecked Sendable {
     var lateTimedSleeps: UInt64 = 0
     var timedOutWaits: UInt64 = 0
     var wakesIssued: UInt64 = 0
-    /// Wakes held back until their wakee reached its wait.
-    var rendezvousHolds: UInt64 = 0
+    /// Wakes held back until their wakee reached its wait (blocking the waker, or deferred).
+    var heldWakes: UInt64 = 0
+    /// Thread CPU clock value at which the program's whole recorded CPU time is used: spins
+    /// for late wakees stop there (later burns absorb what they used, up to this).
+    var cpuBudgetEnd: UInt64 = .max
+    /// Deferred wakes not delivered yet, in the order they were reached.
+    var pending: [(edge: Int, target: Int, armed: UnsafeMutablePointer<UInt32>, ordinal: UInt32)] = []
     var cpuUsed: UInt64 = 0
     var endTime: UInt64 = 0
     var warnings: [String] = []
@@ -375,34 +420,44 @@ final class ThreadContext: @unchecked Sendable {
         let scale = engine.options.cpuScale
         let cpuBase = creplay_thread_cpu_ns()
         var cpuTarget: Double = 0
+        cpuBudgetEnd = cpuBase + UInt64(Double(plan.programs[program].recordedCPUNanoseconds) * scale)
         let myFutex = shared.futex(program)
+        let order = engine.options.wakeOrder
         for atom in atoms {
             if shared.isStopped { break }
+            if !pending.isEmpty { deliverArmedWakes() }
             switch atom {
             case let .run(ns):
                 cpuTarget += Double(ns) * scale
                 burn(until: cpuBase + UInt64(cpuTarget))
             case let .wait(edge, count, recordedWake):
                 waits += 1
-                let counter = shared.edgeCount(edge)
-                if engine.options.rendezvous {
-                    // Tell the waker this wait has been reached (it may be holding its wake for it).
-                    _ = creplay_add32(shared.edgeArmed(edge), 1)
-                    nudge(plan.edges[edge].waker)
+                let (counter, target, armed) = waitWords(edge: edge, count: count)
+                if order != .free {
+                    // Tell the wakers this wait has been reached (one may hold its wake for it).
+                    if pooled(edge) {
+                        creplay_store32(armed, target)
+                    } else {
+                        _ = creplay_add32(armed, 1)
+                    }
+                    nudge(plan.edges[edge].waker, for: .arrival)
                 }
-                if creplay_load32(counter) >= count {
+                if creplay_load32(counter) >= target {
                     waitsAlreadySatisfied += 1
                     continue
                 }
+                deliverPendingWakes()
                 // Long recorded waits are legitimate: the timeout counts from the recorded wake time.
                 let giveUp = max(creplay_monotonic_ns(), start + recordedWake) + engine.options.waitTimeoutNanoseconds
-                let (outcome, blocked) = block(until: counter, reaches: count, giveUp: giveUp, myFutex: myFutex)
+                let (outcome, blocked) = block(until: counter, reaches: target, giveUp: giveUp, myFutex: myFutex, for: .wake)
                 if outcome == .timedOut { timedOutWaits += 1 }
                 if outcome == .reached {
-                    if blocked && !plan.edges[edge].isSpawn {
+                    if blocked && !engine.spawnEdges[edge] {
                         let now = creplay_monotonic_ns()
-                        let issued = creplay_load64(shared.edgeTime(edge))
-                        let sameCPU = creplay_load32(shared.edgeCPU(edge)) == UInt32(bitPattern: creplay_getcpu())
+                        let isPooled = pooled(edge)
+                        let issued = creplay_load64(isPooled ? shared.poolTime(program) : shared.edgeTime(edge))
+                        let cpu = creplay_load32(isPooled ? shared.poolCPU(program) : shared.edgeCPU(edge))
+                        let sameCPU = cpu == UInt32(bitPattern: creplay_getcpu())
                         let latency = now > issued ? now - issued : 0
                         wakeLatencies.append(min(latency, ~ThreadContext.sameCPUBit) | (sameCPU ? ThreadContext.sameCPUBit : 0))
                     } else {
@@ -417,6 +472,7 @@ final class ThreadContext: @unchecked Sendable {
                     lateTimedSleeps += 1
                     continue
                 }
+                deliverPendingWakes()
                 // Sleep in slices of at most a second so that a stop request is seen.
                 while now < deadline && !shared.isStopped {
                     _ = creplay_sleep_until(min(deadline, now + 1_000_000_000))
@@ -424,51 +480,158 @@ final class ThreadContext: @unchecked Sendable {
                 }
                 overshoots.append(now > deadline ? now - deadline : 0)
             case let .wake(edge, target, rendezvous):
-                if rendezvous > 0 && engine.options.rendezvous {
-                    holdUntilArmed(edge: edge, ordinal: rendezvous, start: start, myFutex: myFutex)
+                if rendezvous > 0 && order != .free {
+                    let (armed, ordinal) = armWords(edge: edge, rendezvous: rendezvous)
+                    if creplay_load32(armed) < ordinal {
+                        if order == .hold {
+                            holdUntilArmed(armed, ordinal: ordinal, myFutex: myFutex)
+                        } else {
+                            // A wake to the same wakee still pending goes now: its wakee is
+                            // late and will find it satisfied.
+                            if let i = pending.firstIndex(where: { $0.target == target }) {
+                                signal(edge: pending[i].edge, target: target)
+                                pending.remove(at: i)
+                            }
+                            heldWakes += 1
+                            if spinUntilArmed(armed, ordinal) {
+                                signal(edge: edge, target: target)
+                                continue
+                            }
+                            pending.append((edge, target, armed, ordinal))
+                            continue
+                        }
+                    }
                 }
                 signal(edge: edge, target: target)
-                wakesIssued += 1
             case let .spawn(child, edge):
                 signal(edge: edge, target: child)
             case let .exec(comm):
                 _ = creplay_set_name(comm)
             }
         }
+        // Ending is not blocking: a wake still deferred waits for its wakee as a held wake
+        // does (a producer's last message wakes a consumer that sleeps for it).
+        holdPendingUntilArmed(myFutex: myFutex)
         cpuUsed = creplay_thread_cpu_ns() - cpuBase
     }
 
-    /// Blocks until the wakee of `edge` has entered its `ordinal`-th wait on it: in the trace
-    /// it was asleep when this wake came. Counted as a rendezvous hold when it blocks.
-    func holdUntilArmed(edge: Int, ordinal: UInt32, start: UInt64, myFutex: UnsafeMutablePointer<UInt32>) {
-        let armed = shared.edgeArmed(edge)
-        if creplay_load32(armed) >= ordinal { return }
-        var giveUp = creplay_monotonic_ns() + engine.options.waitTimeoutNanoseconds
-        var bounded = false
-        if let factor = engine.options.rendezvousHoldFactor {
-            let sleeps = engine.plan.edges[edge].recordedSleeps
-            let recorded = Int(ordinal) - 1 < sleeps.count ? sleeps[Int(ordinal) - 1] : 0
-            giveUp = min(giveUp, creplay_monotonic_ns() + UInt64(Double(recorded) * factor))
-            bounded = true
+    /// Whether waits on `edge` count the wakee's wakes from everyone.
+    @inline(__always) func pooled(_ edge: Int) -> Bool { engine.pooledEdges[edge] }
+
+    /// The counter a wait on `edge` watches, the value it needs, and the word that says the
+    /// wait has been reached.
+    @inline(__always) func waitWords(edge: Int, count: UInt32) -> (UnsafeMutablePointer<UInt32>, UInt32, UnsafeMutablePointer<UInt32>) {
+        if pooled(edge) {
+            let target = engine.plan.edges[edge].poolOrdinals.withUnsafeBufferPointer { Int(count) - 1 < $0.count ? $0[Int(count) - 1] : count }
+            return (shared.poolCount(program), target, shared.poolArmed(program))
         }
-        rendezvousHolds += 1
-        let (outcome, _) = block(until: armed, reaches: ordinal, giveUp: giveUp, myFutex: myFutex)
-        if outcome == .timedOut && !bounded { timedOutWaits += 1 }
+        return (shared.edgeCount(edge), count, shared.edgeArmed(edge))
+    }
+
+    /// The word that says the wakee of `edge` has reached a wait, and the value it must reach
+    /// for the `rendezvous`-th wait on this edge.
+    @inline(__always) func armWords(edge: Int, rendezvous: UInt32) -> (UnsafeMutablePointer<UInt32>, UInt32) {
+        if pooled(edge) {
+            let e = engine.plan.edges[edge]
+            let ordinal = Int(rendezvous) - 1 < e.waitPoolOrdinals.count ? e.waitPoolOrdinals[Int(rendezvous) - 1] : 0
+            return (shared.poolArmed(e.wakee), ordinal)
+        }
+        return (shared.edgeArmed(edge), rendezvous)
+    }
+
+    /// Delivers the deferred wakes whose wakee has reached its wait.
+    func deliverArmedWakes() {
+        var i = 0
+        while i < pending.count {
+            let w = pending[i]
+            if creplay_load32(w.armed) >= w.ordinal {
+                signal(edge: w.edge, target: w.target)
+                pending.remove(at: i)
+            } else {
+                i += 1
+            }
+        }
+    }
+
+    /// Delivers every deferred wake (before this thread blocks or sleeps: a waker never keeps
+    /// a wake while it cannot run), after giving their wakees `holdSpinNanoseconds` to arrive.
+    func deliverPendingWakes() {
+        if pending.isEmpty { return }
+        let spin = engine.options.holdSpinNanoseconds
+        if spin > 0 {
+            let end = creplay_monotonic_ns() + spin
+            while !pending.isEmpty && creplay_monotonic_ns() < end && creplay_thread_cpu_ns() < cpuBudgetEnd {
+                sched_yield()
+                deliverArmedWakes()
+            }
+        }
+        for w in pending { signal(edge: w.edge, target: w.target) }
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    /// Spins (yielding the CPU) up to `holdSpinNanoseconds` for `armed` to reach `ordinal`,
+    /// never past the program's CPU budget (what a spin uses, later burns do not).
+    func spinUntilArmed(_ armed: UnsafeMutablePointer<UInt32>, _ ordinal: UInt32) -> Bool {
+        let spin = engine.options.holdSpinNanoseconds
+        guard spin > 0 else { return false }
+        let end = creplay_monotonic_ns() + spin
+        repeat {
+            sched_yield()
+            if creplay_load32(armed) >= ordinal { return true }
+        } while creplay_monotonic_ns() < end && creplay_thread_cpu_ns() < cpuBudgetEnd
+        return false
+    }
+
+    /// Blocks until every deferred wake can be delivered, delivering each as its wakee arrives
+    /// (every wakee nudges the waker of the wait it enters).
+    func holdPendingUntilArmed(myFutex: UnsafeMutablePointer<UInt32>) {
+        let giveUp = creplay_monotonic_ns() + engine.options.waitTimeoutNanoseconds
+        let flag = shared.waiting(program)
+        while !pending.isEmpty && !shared.isStopped {
+            creplay_store32(flag, BlockReason.arrival.rawValue)
+            let sequence = creplay_load32(myFutex)
+            deliverArmedWakes()
+            if pending.isEmpty { break }
+            let now = creplay_monotonic_ns()
+            if now >= giveUp { timedOutWaits += 1; break }
+            _ = creplay_futex_wait(myFutex, sequence, min(giveUp - now, 1_000_000_000))
+        }
+        creplay_store32(flag, 0)
+        deliverPendingWakes()
+    }
+
+    /// Blocks until `armed` reaches `ordinal`: the wakee has entered the wait that this wake
+    /// ended in the trace. Counted as a held wake when it has to block.
+    func holdUntilArmed(_ armed: UnsafeMutablePointer<UInt32>, ordinal: UInt32, myFutex: UnsafeMutablePointer<UInt32>) {
+        if creplay_load32(armed) >= ordinal || shared.isStopped { return }
+        heldWakes += 1
+        deliverPendingWakes()
+        let giveUp = creplay_monotonic_ns() + engine.options.waitTimeoutNanoseconds
+        let (outcome, _) = block(until: armed, reaches: ordinal, giveUp: giveUp, myFutex: myFutex, for: .arrival)
+        if outcome == .timedOut { timedOutWaits += 1 }
     }
 
     enum BlockOutcome { case reached, stopped, timedOut }
+
+    /// What a blocked thread waits for (the value of its waiting flag).
+    enum BlockReason: UInt32 {
+        /// A wake from another thread (a wait atom).
+        case wake = 1
+        /// A wakee reaching its wait (a held or deferred wake).
+        case arrival = 2
+    }
 
     /// Blocks on this thread's futex word until `counter` reaches `target`, the run is
     /// stopped, or `giveUp` (CLOCK_MONOTONIC) passes. `blocked` is true when a futex_wait
     /// really slept and was woken. The waiting flag is set before the last check of the
     /// counter, so a `nudge` between that check and the futex_wait is never lost.
     func block(until counter: UnsafeMutablePointer<UInt32>, reaches target: UInt32, giveUp: UInt64,
-               myFutex: UnsafeMutablePointer<UInt32>) -> (outcome: BlockOutcome, blocked: Bool) {
+               myFutex: UnsafeMutablePointer<UInt32>, for reason: BlockReason) -> (outcome: BlockOutcome, blocked: Bool) {
         let waitingFlag = shared.waiting(program)
         var blocked = false
         var outcome = BlockOutcome.reached
         while true {
-            creplay_store32(waitingFlag, 1)
+            creplay_store32(waitingFlag, reason.rawValue)
             let sequence = creplay_load32(myFutex)
             if creplay_load32(counter) >= target { break }
             if shared.isStopped { outcome = .stopped; break }
@@ -481,29 +644,42 @@ final class ThreadContext: @unchecked Sendable {
     }
 
     /// Bumps program `p`'s futex word, and wakes it only if it is waiting on it.
-    @inline(__always) func nudge(_ p: Int) {
+    /// Only a thread blocked for that kind of news is woken: a wait is not disturbed by its
+    /// waker's wakee arriving, nor a held wake by a wake (each would be a sleep the trace
+    /// does not have, and a wakeup edge it does not have either).
+    @inline(__always) func nudge(_ p: Int, for reason: BlockReason) {
         let word = shared.futex(p)
         _ = creplay_add32(word, 1)
-        if creplay_load32(shared.waiting(p)) != 0 { _ = creplay_futex_wake(word, 1) }
+        if creplay_load32(shared.waiting(p)) == reason.rawValue { _ = creplay_futex_wake(word, 1) }
     }
 
     @inline(__always) func signal(edge: Int, target: Int) {
-        creplay_store64(shared.edgeTime(edge), creplay_monotonic_ns())
-        creplay_store32(shared.edgeCPU(edge), UInt32(bitPattern: creplay_getcpu()))
-        _ = creplay_add32(shared.edgeCount(edge), 1)
-        nudge(target)
+        if pooled(edge) {
+            creplay_store64(shared.poolTime(target), creplay_monotonic_ns())
+            creplay_store32(shared.poolCPU(target), UInt32(bitPattern: creplay_getcpu()))
+            _ = creplay_add32(shared.poolCount(target), 1)
+        } else {
+            creplay_store64(shared.edgeTime(edge), creplay_monotonic_ns())
+            creplay_store32(shared.edgeCPU(edge), UInt32(bitPattern: creplay_getcpu()))
+            _ = creplay_add32(shared.edgeCount(edge), 1)
+        }
+        if !engine.spawnEdges[edge] { wakesIssued += 1 }
+        nudge(target, for: .wake)
     }
 
     /// Spins until the thread's CPU clock reaches `target`. Checks the clock at most every
     /// 50 µs of spinning, and aims under the remainder so that it converges without overshoot.
+    /// While deferred wakes are pending, checks them every 10 µs of spinning.
     @inline(__always) func burn(until target: UInt64) {
         var now = creplay_thread_cpu_ns()
         let rate = engine.spinRate
         while now + 150 < target {
-            let remaining = min(target - now, 50_000)
+            let slice: UInt64 = pending.isEmpty ? 50_000 : 10_000
+            let remaining = min(target - now, slice)
             creplay_spin(UInt64(Double(remaining) * rate * 0.85))
             now = creplay_thread_cpu_ns()
-            if remaining == 50_000 && shared.isStopped { return }
+            if !pending.isEmpty { deliverArmedWakes() }
+            if remaining == slice && shared.isStopped { return }
         }
     }
 }

@@ -11,8 +11,9 @@ public enum Atom: Equatable, Sendable {
     /// timer, interrupt or unreplayed waker). Absolute, so errors do not add up.
     case sleepUntil(offset: UInt64, unmatched: Bool)
     /// Signal wake edge `edge` (its wakee is `target`, a program index). When `rendezvous` is
-    /// not 0 the wakee was asleep at this wake in the trace: the wake waits until the wakee
-    /// has entered its `rendezvous`-th wait on this edge.
+    /// not 0 the wakee was asleep at this wake in the trace, in its `rendezvous`-th wait on
+    /// this edge: the wake is deferred or held until the wakee has reached that wait
+    /// (`ReplayOptions.wakeOrder`).
     case wake(edge: Int, target: Int, rendezvous: UInt32)
     /// Start program `program` (its first atom waits on `edge`).
     case spawn(program: Int, edge: Int)
@@ -31,9 +32,14 @@ public struct WakeEdge: Equatable, Sendable {
     public var count: UInt32
     /// Wait atoms on this edge (waits of the wakee that these wakes end).
     public var waits: UInt32 = 0
-    /// For the n-th rendezvous wake (index n − 1): how long the wakee had been asleep when
-    /// it came in the trace; a hold never lasts longer.
+    /// For the n-th wait on this edge (index n − 1): how long the wakee had been asleep when
+    /// its wake came in the trace.
     public var recordedSleeps: [UInt64] = []
+    /// For the k-th wake on this edge (index k − 1): how many wakes the wakee had received
+    /// from all its replayed wakers once this one came (pooled waits; not for spawn edges).
+    public var poolOrdinals: [UInt32] = []
+    /// For the n-th wait on this edge (index n − 1): its pooled ordinal.
+    public var waitPoolOrdinals: [UInt32] = []
 }
 
 /// The program of one replayed task.

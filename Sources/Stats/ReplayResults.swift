@@ -119,7 +119,7 @@ public struct ReplayCounts: Equatable, Sendable, Codable {
     public var unmatchedWaits: UInt64 = 0
     /// Waits given up after the safety timeout (a wake never came): should be 0.
     public var timedOutWaits: UInt64 = 0
-    /// Wakes held until their wakee reached its wait (rendezvous); absent in older files.
+    /// Wakes held or deferred until their wakee reached its wait (docs/replay.md, "Wake order"); absent in older files.
     public var heldWakes: UInt64?
 
     public init() {}

@@ -28,8 +28,9 @@ struct Replay: ParsableCommand {
     @Option(help: "Scale recorded CPU times (0.5 for a machine twice as fast).") var cpuScale = 1.0
     @Flag(help: "Do not apply the recorded CPU affinity.") var noAffinity = false
     @Flag(help: "Do not apply the recorded policy, nice value and priority.") var noPolicy = false
-    @Flag(help: "Let a waker run ahead of a wakee that was asleep at that wake in the trace.") var noRendezvous = false
-    @Option(help: "Hold a rendezvous wake at most this multiple of the wakee's recorded sleep (default: until it sleeps).") var rendezvousHold: Double?
+    @Option(help: "A wake reached before its wakee has reached the sleep it ended in the trace: defer (deliver it when the wakee blocks; the waker runs on), hold (the waker blocks until then), free (at once).") var wakeOrder: WakeOrder = .deferred
+    @Option(help: "With --wake-order defer: microseconds a waker spins (yielding) for a late wakee before deferring its wake.") var holdSpin = 20.0
+    @Flag(help: "End each wait at the k-th wake from the task that woke it in the trace, instead of at the n-th wake from any waker.") var perWakerWaits = false
     @Option(help: "Replay tasks with this tid or pid (repeatable).") var pid: [Int32] = []
     @Option(help: "Replay tasks with this command name (repeatable).") var comm: [String] = []
     @Option(help: "Replay this process, its threads and descendants (repeatable).") var tree: [Int32] = []
@@ -51,8 +52,9 @@ struct Replay: ParsableCommand {
             options.cpuScale = cpuScale
             options.applyAffinity = !noAffinity
             options.applyPolicy = !noPolicy
-            options.rendezvous = !noRendezvous
-            options.rendezvousHoldFactor = rendezvousHold
+            options.wakeOrder = wakeOrder
+            options.pooledWaits = !perWakerWaits
+            options.holdSpinNanoseconds = UInt64(max(0, holdSpin) * 1000)
             options.maxThreads = maxThreads
             let selection = TaskSelection(pids: pid, comms: comm, trees: tree, all: all)
             let session = try ReplaySession(tracePath: trace, selection: selection, options: options, tool: "replayctl \(replayctlVersion)")
@@ -240,3 +242,5 @@ struct ReplaySummary {
         return lines.joined(separator: "\n")
     }
 }
+
+extension WakeOrder: ExpressibleByArgument {}

@@ -53,6 +53,35 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
         #expect(plan.recordedMakespan == 200_000)
     }
 
+    @Test func wakesAreNumberedPerWakeeForPooledWaits() {
+        // r sleeps three times: woken by w1, then w2, then w1 again; w2 also wakes it once
+        // while it is still running (an early wake: counted, but no wait).
+        var s = TraceScript()
+        let w1 = s.task("w1"), w2 = s.task("w2"), r = s.task("r")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: r))
+        s.at(0, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: w1))
+        s.at(10, .switchTask(prev: r, prevState: .sleeping, next: w2))
+        s.at(20, cpu: 1, .waking(waker: w1, target: r, targetCPU: CPU(1), context: .task))
+        s.at(21, cpu: 1, .switchTask(prev: w1, prevState: .sleeping, next: r))
+        s.at(30, cpu: 1, .switchTask(prev: r, prevState: .sleeping, next: .idle))
+        s.at(40, .waking(waker: w2, target: r, targetCPU: CPU(1), context: .task))
+        s.at(41, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: r))
+        s.at(45, .waking(waker: w2, target: r, targetCPU: CPU(1), context: .task))
+        s.at(50, cpu: 1, .switchTask(prev: r, prevState: .sleeping, next: .idle))
+        s.at(60, .switchTask(prev: w2, prevState: .sleeping, next: w1))
+        s.at(70, .waking(waker: w1, target: r, targetCPU: CPU(1), context: .task))
+        s.at(71, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: r))
+        s.at(80, cpu: 1, .exit(task: r))
+        let plan = s.plan()
+        let e1 = plan.edges.firstIndex { plan.programs[$0.waker].comm == "w1" }!
+        let e2 = plan.edges.firstIndex { plan.programs[$0.waker].comm == "w2" }!
+        #expect(plan.edges[e1].poolOrdinals == [1, 4])
+        #expect(plan.edges[e1].waitPoolOrdinals == [1, 4])
+        #expect(plan.edges[e2].poolOrdinals == [2, 3])
+        #expect(plan.edges[e2].waitPoolOrdinals == [2])
+        #expect(program(plan, "r").waitCount == 3)
+    }
+
     @Test func preemptionIsNotASleep() {
         var s = TraceScript()
         let a = s.task("worker"), hog = s.task("hog")

@@ -111,7 +111,8 @@ import TraceFormat
         #expect(abs(cpu - 10_000_000) / 10_000_000 < 0.02)
     }
 
-    @Test func rendezvousHoldsAWakeUntilItsWakeeSleeps() throws {
+    @Test(arguments: [WakeOrder.deferred, .hold])
+    func aWakeWaitsForItsWakeeToSleep(order: WakeOrder) throws {
         // b runs 5 ms and sleeps; a timer wakes a at 6 ms and a wakes b. Replayed at 3× the
         // CPU time, b only reaches its sleep at 15 ms: a's wake must wait for it, so that b
         // really sleeps and its wakeup is measured, as in the trace.
@@ -130,18 +131,76 @@ import TraceFormat
         let plan = s.plan()
         var options = ReplayOptions()
         options.cpuScale = 3
-        // a's wake is held until b reaches its wait. (b then usually blocks and is measured; on
+        options.wakeOrder = order
+        // a's wake is held (or deferred, then held as a ends) until b reaches its wait. (b then usually blocks and is measured; on
         // a shared CPU the waker b releases may preempt b just before it blocks, so the wake
         // can also land as b arrives: either way it was never issued before b got there.)
         let held = try ReplayEngine(plan: plan, options: options).run(index: 0, warmup: false).run
         #expect(held.counts.heldWakes == 1)
         #expect(held.counts.waitsAlreadySatisfied + held.wakeupLatency.count == 1)
         #expect(held.makespanNanoseconds >= 15_000_000)
-        options.rendezvous = false
+        options.wakeOrder = .free
         let free = try ReplayEngine(plan: plan, options: options).run(index: 0, warmup: false).run
         #expect(free.counts.heldWakes == 0)
         #expect(free.counts.waitsAlreadySatisfied == 1)
         #expect(free.wakeupLatency.count == 0)
+    }
+
+    @Test func aDeferredWakeIsDeliveredWhileItsWakerRuns() throws {
+        // As above, but a runs on for 10 ms after its wake (30 ms replayed). Deferred, a's wake
+        // reaches b once b waits (15 ms), while a is still burning: b's wakeup comes long
+        // before a's end (36 ms), and a never blocked for it.
+        var s = TraceScript()
+        let a = s.task("a"), b = s.task("b")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(0, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(1, .switchTask(prev: a, prevState: .sleeping, next: .idle))
+        s.at(5000, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+        s.at(6000, .waking(waker: .idle, target: a, targetCPU: CPU(0), context: .hardIRQ))
+        s.at(6001, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(6002, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
+        s.at(6010, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(6020, cpu: 1, .exit(task: b))
+        s.at(16_002, .exit(task: a))
+        var options = ReplayOptions()
+        options.cpuScale = 3
+        let run = try ReplayEngine(plan: s.plan(), options: options).run(index: 0, warmup: false).run
+        #expect(run.counts.heldWakes == 1)
+        #expect(run.counts.timedOutWaits == 0)
+        #expect(run.counts.waitsAlreadySatisfied + run.wakeupLatency.count == 1)
+        if run.wakeupLatency.count == 1 {
+            #expect(run.wakeupLatency.percentile(100) < 15_000_000, "delivered by a's polling, not at its end")
+        }
+        let aTask = run.tasks.first { $0.comm == "a" }!
+        #expect(aTask.cpuNanoseconds >= 29_000_000)
+    }
+
+    @Test func pooledWaitsEndAtWhicheverWakerComesFirst() throws {
+        // r's first wait was ended by w1 in the trace, but w1 can only wake r after r has woken
+        // it; w2 wakes r at once. Pooled, r takes w2's wake, runs, wakes w1, and w1's wake ends
+        // r's second wait. Waiting for w1 in particular, r and w1 wait for each other until
+        // the timeout.
+        var plan = ReplayPlan()
+        for (i, name) in ["w1", "w2", "r"].enumerated() {
+            plan.programs.append(TaskProgram(task: TaskIndex(i + 1), info: TaskInfo(tid: Int32(200 + i), tgid: Int32(200 + i), comm: name)))
+        }
+        plan.edges = [
+            WakeEdge(waker: 0, wakee: 2, isSpawn: false, count: 1, waits: 1, poolOrdinals: [1], waitPoolOrdinals: [1]),
+            WakeEdge(waker: 1, wakee: 2, isSpawn: false, count: 1, waits: 1, poolOrdinals: [2], waitPoolOrdinals: [2]),
+            WakeEdge(waker: 2, wakee: 0, isSpawn: false, count: 1, waits: 1, poolOrdinals: [1], waitPoolOrdinals: [1]),
+        ]
+        plan.programs[0].atoms = [.wait(edge: 2, count: 1, recordedWake: 0), .wake(edge: 0, target: 2, rendezvous: 0)]
+        plan.programs[1].atoms = [.wake(edge: 1, target: 2, rendezvous: 0)]
+        plan.programs[2].atoms = [.wait(edge: 0, count: 1, recordedWake: 0), .run(nanoseconds: 100_000),
+                                  .wake(edge: 2, target: 0, rendezvous: 0), .wait(edge: 1, count: 1, recordedWake: 0)]
+        var options = ReplayOptions()
+        options.waitTimeoutNanoseconds = 200_000_000
+        let pooled = try ReplayEngine(plan: plan, options: options).run(index: 0, warmup: false).run
+        #expect(pooled.counts.timedOutWaits == 0)
+        #expect(pooled.counts.wakes == 3)
+        options.pooledWaits = false
+        let perWaker = try ReplayEngine(plan: plan, options: options).run(index: 0, warmup: false).run
+        #expect(perWaker.counts.timedOutWaits >= 1)
     }
 
     @Test func refusesTooManyThreads() {
