@@ -361,7 +361,7 @@ public enum PlanBuilder {
             plan.edges[e].recordedSleeps.append(t > state[resumed].handOffTime ? t - state[resumed].handOffTime : 0)
             append(.wake(edge: e, target: state[resumed].program, rendezvous: plan.edges[e].waits), to: q)
             emitRun(resumed, upTo: t)
-            append(.wait(edge: e, count: plan.edges[e].count, recordedWake: offset(t)), to: resumed)
+            append(.handOff(edge: e, count: plan.edges[e].count, recordedWake: offset(t)), to: resumed)
             plan.handoffs += 1
         }
 

@@ -32,6 +32,9 @@ public struct ReplayOptions: Sendable {
     /// about to reach its wait, before deferring the wake or, when it must block itself,
     /// before delivering its deferred wakes early.
     public var holdSpinNanoseconds: UInt64 = 20_000
+    /// How long a hand-off yields the CPU for its wake before it blocks (the wakee's run,
+    /// recorded between the preemption and its block, plus a margin).
+    public var handOffSpinNanoseconds: UInt64 = 50_000
 
     public init() {}
 }
@@ -235,6 +238,8 @@ public final class ReplayEngine: @unchecked Sendable {
             counts.lateTimedSleeps += ctx.lateTimedSleeps
             counts.timedOutWaits += ctx.timedOutWaits
             counts.heldWakes = (counts.heldWakes ?? 0) + ctx.heldWakes
+            counts.handOffsYielded = (counts.handOffsYielded ?? 0) + ctx.handOffsYielded
+            counts.handOffsBlocked = (counts.handOffsBlocked ?? 0) + ctx.handOffsBlocked
             end = max(end, ctx.endTime)
             for w in ctx.warnings { warnings.insert(w) }
             tasks.append(ReplayTaskResult(
@@ -357,6 +362,9 @@ final class ThreadContext: @unchecked Sendable {
     var wakesIssued: UInt64 = 0
     /// Wakes held back until their wakee reached its wait (blocking the waker, or deferred).
     var heldWakes: UInt64 = 0
+    /// Hand-offs whose wake came while yielding, and those that had to block.
+    var handOffsYielded: UInt64 = 0
+    var handOffsBlocked: UInt64 = 0
     /// Thread CPU clock value at which the program's whole recorded CPU time is used: spins
     /// for late wakees stop there (later burns absorb what they used, up to this).
     var cpuBudgetEnd: UInt64 = .max
@@ -464,6 +472,21 @@ final class ThreadContext: @unchecked Sendable {
                         waitsAlreadySatisfied += 1
                     }
                 }
+            case let .handOff(edge, count, recordedWake):
+                let (counter, target, armed) = waitWords(edge: edge, count: count)
+                if order != .free {
+                    if pooled(edge) { creplay_store32(armed, target) } else { _ = creplay_add32(armed, 1) }
+                    nudge(plan.edges[edge].waker, for: .arrival)
+                }
+                if creplay_load32(counter) >= target || spinUntil(counter, target, for: engine.options.handOffSpinNanoseconds) {
+                    handOffsYielded += 1
+                    continue
+                }
+                deliverPendingWakes()
+                let giveUp = max(creplay_monotonic_ns(), start + recordedWake) + engine.options.waitTimeoutNanoseconds
+                let (outcome, _) = block(until: counter, reaches: target, giveUp: giveUp, myFutex: myFutex, for: .wake)
+                if outcome == .timedOut { timedOutWaits += 1 }
+                handOffsBlocked += 1
             case let .sleepUntil(offset, _):
                 let deadline = start + offset
                 timedSleeps += 1
@@ -569,15 +592,19 @@ final class ThreadContext: @unchecked Sendable {
         pending.removeAll(keepingCapacity: true)
     }
 
-    /// Spins (yielding the CPU) up to `holdSpinNanoseconds` for `armed` to reach `ordinal`,
-    /// never past the program's CPU budget (what a spin uses, later burns do not).
+    /// Spins (yielding the CPU) up to `holdSpinNanoseconds` for `armed` to reach `ordinal`.
     func spinUntilArmed(_ armed: UnsafeMutablePointer<UInt32>, _ ordinal: UInt32) -> Bool {
-        let spin = engine.options.holdSpinNanoseconds
-        guard spin > 0 else { return false }
-        let end = creplay_monotonic_ns() + spin
+        spinUntil(armed, ordinal, for: engine.options.holdSpinNanoseconds)
+    }
+
+    /// Spins, yielding the CPU, up to `nanoseconds` for `word` to reach `value`; never past
+    /// the program's CPU budget (what a spin uses, later burns do not).
+    func spinUntil(_ word: UnsafeMutablePointer<UInt32>, _ value: UInt32, for nanoseconds: UInt64) -> Bool {
+        guard nanoseconds > 0 else { return false }
+        let end = creplay_monotonic_ns() + nanoseconds
         repeat {
             sched_yield()
-            if creplay_load32(armed) >= ordinal { return true }
+            if creplay_load32(word) >= value { return true }
         } while creplay_monotonic_ns() < end && creplay_thread_cpu_ns() < cpuBudgetEnd
         return false
     }

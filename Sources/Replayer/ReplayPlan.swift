@@ -7,6 +7,11 @@ public enum Atom: Equatable, Sendable {
     /// Block until wake edge `edge` has been signalled `count` times in total.
     /// `recordedWake` is when the wake came in the trace (offset from the trace start).
     case wait(edge: Int, count: UInt32, recordedWake: UInt64)
+    /// Like `wait`, but in the trace the task was not asleep: it had been preempted by the
+    /// wakee it had just woken, and resumed when that one blocked (a hand-off). Yield the
+    /// CPU until the wake comes instead of sleeping (a sleep the trace does not have), and
+    /// block only if it is long in coming.
+    case handOff(edge: Int, count: UInt32, recordedWake: UInt64)
     /// Sleep until `offset` nanoseconds after the replay start (the recorded wake time of a
     /// timer, interrupt or unreplayed waker). Absolute, so errors do not add up.
     case sleepUntil(offset: UInt64, unmatched: Bool)
@@ -73,7 +78,15 @@ public struct TaskProgram: Equatable, Sendable {
     }
 
     /// Number of atoms of each kind, for reports and tests.
-    public var waitCount: Int { atoms.reduce(0) { if case .wait = $1 { $0 + 1 } else { $0 } } }
+    /// Waits and hand-offs.
+    public var waitCount: Int {
+        atoms.reduce(0) {
+            switch $1 {
+            case .wait, .handOff: $0 + 1
+            default: $0
+            }
+        }
+    }
     public var timedSleepCount: Int { atoms.reduce(0) { if case .sleepUntil = $1 { $0 + 1 } else { $0 } } }
     public var wakeCount: Int { atoms.reduce(0) { if case .wake = $1 { $0 + 1 } else { $0 } } }
 }

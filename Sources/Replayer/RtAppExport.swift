@@ -185,7 +185,8 @@ public enum RtAppExporter {
                 // rt-app starts every thread at once: the child starts on its own timer
                 // instead (below); a resume could come before the child's first suspend and be lost.
                 break
-            case let .wait(edge, _, recordedWake) where !(edge < edges.count && edges[edge].isSpawn):
+            case let .wait(edge, _, recordedWake) where !(edge < edges.count && edges[edge].isSpawn),
+                 let .handOff(edge, _, recordedWake):
                 flushRun()
                 items.append(.suspend(names[index]))
                 cursor = max(cursor, recordedWake)

@@ -121,6 +121,10 @@ public struct ReplayCounts: Equatable, Sendable, Codable {
     public var timedOutWaits: UInt64 = 0
     /// Wakes held or deferred until their wakee reached its wait (docs/replay.md, "Wake order"); absent in older files.
     public var heldWakes: UInt64?
+    /// Hand-offs (docs/replay.md): resumed while yielding the CPU, as in the trace, or after
+    /// blocking because the wake was long in coming; absent in older files.
+    public var handOffsYielded: UInt64?
+    public var handOffsBlocked: UInt64?
 
     public init() {}
 }

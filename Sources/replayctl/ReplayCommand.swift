@@ -30,6 +30,7 @@ struct Replay: ParsableCommand {
     @Flag(help: "Do not apply the recorded policy, nice value and priority.") var noPolicy = false
     @Option(help: "A wake reached before its wakee has reached the sleep it ended in the trace: defer (deliver it when the wakee blocks; the waker runs on), hold (the waker blocks until then), free (at once).") var wakeOrder: WakeOrder = .deferred
     @Option(help: "With --wake-order defer: microseconds a waker spins (yielding) for a late wakee before deferring its wake.") var holdSpin = 20.0
+    @Option(help: "Microseconds a hand-off (a task preempted by the wakee it had just woken) yields the CPU for that wakee's wake before blocking.") var handOffSpin = 50.0
     @Flag(help: "End each wait at the k-th wake from the task that woke it in the trace, instead of at the n-th wake from any waker.") var perWakerWaits = false
     @Option(help: "Replay tasks with this tid or pid (repeatable).") var pid: [Int32] = []
     @Option(help: "Replay tasks with this command name (repeatable).") var comm: [String] = []
@@ -55,6 +56,7 @@ struct Replay: ParsableCommand {
             options.wakeOrder = wakeOrder
             options.pooledWaits = !perWakerWaits
             options.holdSpinNanoseconds = UInt64(max(0, holdSpin) * 1000)
+            options.handOffSpinNanoseconds = UInt64(max(0, handOffSpin) * 1000)
             options.maxThreads = maxThreads
             let selection = TaskSelection(pids: pid, comms: comm, trees: tree, all: all)
             let session = try ReplaySession(tracePath: trace, selection: selection, options: options, tool: "replayctl \(replayctlVersion)")
@@ -144,6 +146,9 @@ struct Replay: ParsableCommand {
                 case let .wait(edge, count, wake):
                     let e = plan.edges[edge]
                     print("    wait for wake #\(count) from thread \(e.waker) (recorded at +\(micro(wake)))")
+                case let .handOff(edge, count, wake):
+                    let e = plan.edges[edge]
+                    print("    yield until wake #\(count) from thread \(e.waker) (hand-off, recorded at +\(micro(wake)))")
                 case let .sleepUntil(offset, unmatched): print("    sleep until +\(micro(offset))" + (unmatched ? " (waker not replayed)" : ""))
                 case let .wake(_, target, rendezvous):
                     print("    wake thread \(target)" + (rendezvous > 0 ? " (once it waits: its wait #\(rendezvous) on this edge)" : ""))

@@ -75,7 +75,8 @@ func bareSleepCycleCPU() -> UInt64 {
         #expect(run.counts.wakes == UInt64(wakes))
         #expect(run.counts.timedOutWaits == 0)
         let waits = plan.programs.reduce(0) { $0 + $1.waitCount }
-        #expect(run.counts.waitsBlocked + run.counts.waitsAlreadySatisfied == UInt64(waits))
+        let handOffs = (run.counts.handOffsYielded ?? 0) + (run.counts.handOffsBlocked ?? 0)
+        #expect(run.counts.waitsBlocked + run.counts.waitsAlreadySatisfied + handOffs == UInt64(waits))
         let recorded = run.tasks.reduce(0.0) { $0 + Double($1.recordedCpuNanoseconds) }
         let replayed = run.tasks.reduce(0.0) { $0 + Double($1.cpuNanoseconds) }
         #expect(abs(replayed - recorded) / recorded < 0.05, "CPU \(replayed) ns for \(recorded) recorded")
