@@ -389,8 +389,13 @@ public final class TraceReader {
         let (first, count) = payload.withUnsafeBytes { (readLE($0, 0, as: UInt64.self), Int(readLE($0, 16, as: UInt32.self))) }
         do {
             try payload.withUnsafeBytes { raw in
-                try EventDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[20...]), firstTimestamp: first, count: count,
-                                        taskCount: min(Int(chunk.taskCount), tasks.count), body)
+                let events = UnsafeRawBufferPointer(rebasing: raw[20...])
+                let taskCount = min(Int(chunk.taskCount), tasks.count)
+                if version.major == 1 {
+                    try EventDecoderV1.decode(events, firstTimestamp: first, count: count, taskCount: taskCount, body)
+                } else {
+                    try EventDecoder.decode(events, firstTimestamp: first, count: count, taskCount: taskCount, body)
+                }
             }
         } catch let failure as DecodeFailure {
             throw TraceError.corruptChunk(path: path, chunk: number, offset: chunk.offset,
