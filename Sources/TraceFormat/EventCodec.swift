@@ -243,6 +243,18 @@ struct ChunkModel {
         }
     }
 
+    /// What an event's time is a gap from: the CPU's last timestamp, else the previous event's.
+    @inline(__always) func timeBase(_ memory: UnsafeMutablePointer<CPUMemory>?) -> UInt64 {
+        if let memory, memory.pointee.hasTimestamp { return memory.pointee.lastTimestamp }
+        return previousTimestamp
+    }
+
+    /// The memory of `task` if there is one.
+    @inline(__always) mutating func task(_ task: TaskIndex?) -> UnsafeMutablePointer<TaskMemory>? {
+        guard let task else { return nil }
+        return self.task(task.rawValue)
+    }
+
     /// Bookkeeping common to every event, after its fields.
     @inline(__always) mutating func finishEvent(cpu: UInt32, memory: UnsafeMutablePointer<CPUMemory>?, timestamp: UInt64, op: UInt16) {
         if cpu != previousCPU { alternateCPU = previousCPU }
@@ -341,7 +353,7 @@ struct EventEncoder {
     }
 
     @inline(__always) mutating func putTask(_ task: TaskIndex) { putNumber(UInt64(task.rawValue), NumberStat.task) }
-    @inline(__always) mutating func putCPU(_ cpu: CPU) { putNumber(UInt64(cpu.rawValue), NumberStat.cpu) }
+    @inline(__always) mutating func putCPU(_ cpu: UInt32) { putNumber(UInt64(cpu), NumberStat.cpu) }
 
     /// A task as its signed difference from `reference`.
     @inline(__always) mutating func putTask(_ task: TaskIndex, from reference: UInt32, _ which: Int) {
@@ -355,7 +367,14 @@ struct EventEncoder {
         let current = memory?.pointee.current ?? ChunkModel.unknown
         var op = UInt16(cpu == model.previousCPU ? Op.cpuSame : cpu == model.alternateCPU ? Op.cpuAlternate : Op.cpuExplicit) << 3
 
-        // The op's flags.
+        // The op's flags, and the fields in locals (one switch: the kind holds a String, and
+        // every binding of it would copy the enum).
+        var first = TaskIndex.idle, second = TaskIndex.idle
+        var cpuField: UInt32 = 0, otherCPU: UInt32 = 0
+        var value: UInt64 = 0
+        var state: UInt8 = 0
+        var hasWaker = false
+        var name: String?
         switch event.kind {
         case let .switchTask(prev, prevState, next):
             op |= UInt16(KindCode.switchTask.rawValue)
@@ -363,27 +382,37 @@ struct EventEncoder {
             if prev.rawValue != current || current == ChunkModel.unknown { op |= 1 << 7 }
             let lastOut = memory?.pointee.lastOut ?? ChunkModel.unknown
             op |= (next.isIdle ? 0 : next.rawValue == lastOut && lastOut != ChunkModel.unknown ? 1 : 2) << 8
+            (first, second, state) = (prev, next, prevState.rawValue)
         case let .waking(waker, target, targetCPU, context):
             op |= UInt16(KindCode.waking.rawValue) | UInt16(context.rawValue) << 5
             if let waker {
                 op |= (waker.rawValue == current && current != ChunkModel.unknown ? 0 : 2) << 7
+                (first, hasWaker) = (waker, true)
             } else {
                 op |= 1 << 7
             }
             op |= targetCPUClass(targetCPU, of: target, cpu: cpu) << 9
-        case let .runtime(task, _):
+            (second, cpuField) = (target, targetCPU.rawValue)
+        case let .runtime(task, nanoseconds):
             op |= UInt16(KindCode.runtime.rawValue)
             op |= runtimeTaskClass(task, current: current, memory: memory) << 5
-        case .migrate:
+            (first, value) = (task, nanoseconds)
+        case let .migrate(task, from, to):
             op |= UInt16(KindCode.migrate.rawValue)
+            (first, cpuField, otherCPU) = (task, from.rawValue, to.rawValue)
         case let .wakeupNew(target, targetCPU):
             op |= UInt16(KindCode.wakeupNew.rawValue) | targetCPUClass(targetCPU, of: target, cpu: cpu) << 9
-        case let .fork(parent, _):
+            (second, cpuField) = (target, targetCPU.rawValue)
+        case let .fork(parent, child):
             op |= UInt16(KindCode.fork.rawValue) | implicitFlag(parent, current)
+            (first, second) = (parent, child)
         case let .exit(task):
             op |= UInt16(KindCode.exit.rawValue) | implicitFlag(task, current)
-        case let .exec(task, _):
+            first = task
+        case let .exec(task, comm):
             op |= UInt16(KindCode.exec.rawValue) | implicitFlag(task, current)
+            first = task
+            name = comm
         }
 
         // The op as its rank among those that followed the previous op.
@@ -397,10 +426,10 @@ struct EventEncoder {
             put(UInt64(op), Op.bits)
             rank = model.insert(op, context: context)
         }
-        if op & 0x18 == Op.cpuExplicit << 3 { putCPU(event.cpu) }
+        if op & 0x18 == Op.cpuExplicit << 3 { putCPU(cpu) }
 
         // The time, against the gap last seen between these two ops.
-        let base = memory.map { $0.pointee.hasTimestamp ? $0.pointee.lastTimestamp : model.previousTimestamp } ?? model.previousTimestamp
+        let base = model.timeBase(memory)
         let gap = timestamp &- base
         let e = entries + rank
         let s = model.rankStats[e]
@@ -411,9 +440,10 @@ struct EventEncoder {
         model.promote(rank, context: context)
 
         // The fields the op does not give.
-        switch event.kind {
-        case let .switchTask(prev, prevState, next):
-            if prevState.rawValue > 2 { put(UInt64(prevState.rawValue), 3) }
+        switch UInt8(op & 7) {
+        case KindCode.switchTask.rawValue:
+            let (prev, next) = (first, second)
+            if state > 2 { put(UInt64(state), 3) }
             if op & (1 << 7) != 0 { putTask(prev) }
             if (op >> 8) & 3 == 2 { putTask(next, from: memory?.pointee.lastWoken ?? 0, NumberStat.next) }
             model.task(prev.rawValue)?.pointee.lastCPU = cpu
@@ -428,19 +458,21 @@ struct EventEncoder {
                 memory.pointee.lastOut = prev.rawValue
                 memory.pointee.current = next.rawValue
             }
-        case let .waking(waker, target, targetCPU, _):
-            if (op >> 7) & 3 == 2, let waker { putTask(waker) }
-            let wakerMemory = waker.flatMap { model.task($0.rawValue) }
-            let reference = waker == nil ? memory?.pointee.noWakerTarget ?? 0 : wakerMemory?.pointee.lastTarget ?? 0
+        case KindCode.waking.rawValue:
+            let (target, targetCPU) = (second, cpuField)
+            if (op >> 7) & 3 == 2 { putTask(first) }
+            let wakerMemory = hasWaker ? model.task(first.rawValue) : nil
+            let reference = hasWaker ? wakerMemory?.pointee.lastTarget ?? 0 : memory?.pointee.noWakerTarget ?? 0
             putTask(target, from: reference, NumberStat.target)
             if (op >> 9) & 3 == 2 { putCPU(targetCPU) }
-            if waker == nil { memory?.pointee.noWakerTarget = target.rawValue } else { wakerMemory?.pointee.lastTarget = target.rawValue }
-            memory?.pointee.wakeTargetCPU = targetCPU.rawValue
-            model.cpu(targetCPU.rawValue)?.pointee.lastWoken = target.rawValue
-            model.task(target.rawValue)?.pointee.lastCPU = targetCPU.rawValue
-        case let .runtime(task, nanoseconds):
-            if (op >> 5) & 3 == 2 { putTask(task) }
-            let t = model.task(task.rawValue)
+            if hasWaker { wakerMemory?.pointee.lastTarget = target.rawValue } else { memory?.pointee.noWakerTarget = target.rawValue }
+            memory?.pointee.wakeTargetCPU = targetCPU
+            model.cpu(targetCPU)?.pointee.lastWoken = target.rawValue
+            model.task(target.rawValue)?.pointee.lastCPU = targetCPU
+        case KindCode.runtime.rawValue:
+            let nanoseconds = value
+            if (op >> 5) & 3 == 2 { putTask(first) }
+            let t = model.task(first.rawValue)
             let kind = Int(t?.pointee.referenceKind ?? 0)
             var elapsed: UInt64 = 0
             var prediction: UInt64 = 0
@@ -455,24 +487,26 @@ struct EventEncoder {
                 t.pointee.referenceTime = timestamp
                 t.pointee.referenceKind = 2
             }
-        case let .migrate(task, from, to):
-            putTask(task)
-            putCPU(from)
-            putCPU(to)
-            model.task(task.rawValue)?.pointee.lastCPU = to.rawValue
-        case let .wakeupNew(target, targetCPU):
+        case KindCode.migrate.rawValue:
+            putTask(first)
+            putCPU(cpuField)
+            putCPU(otherCPU)
+            model.task(first.rawValue)?.pointee.lastCPU = otherCPU
+        case KindCode.wakeupNew.rawValue:
+            let (target, targetCPU) = (second, cpuField)
             putTask(target)
             if (op >> 9) & 3 == 2 { putCPU(targetCPU) }
-            model.cpu(targetCPU.rawValue)?.pointee.lastWoken = target.rawValue
-            model.task(target.rawValue)?.pointee.lastCPU = targetCPU.rawValue
-        case let .fork(parent, child):
-            if op & (1 << 7) != 0 { putTask(parent) }
-            putTask(child)
-        case let .exit(task):
-            if op & (1 << 7) != 0 { putTask(task) }
-        case let .exec(task, comm):
-            if op & (1 << 7) != 0 { putTask(task) }
+            model.cpu(targetCPU)?.pointee.lastWoken = target.rawValue
+            model.task(target.rawValue)?.pointee.lastCPU = targetCPU
+        case KindCode.fork.rawValue:
+            if op & (1 << 7) != 0 { putTask(first) }
+            putTask(second)
+        case KindCode.exit.rawValue:
+            if op & (1 << 7) != 0 { putTask(first) }
+        default:  // exec
+            if op & (1 << 7) != 0 { putTask(first) }
             // At most 255 bytes, cut on a character boundary so the name stays valid UTF-8.
+            let comm = name ?? ""
             var length = min(comm.utf8.count, 255)
             if length < comm.utf8.count {
                 let utf8 = Array(comm.utf8)
@@ -505,7 +539,8 @@ struct EventEncoder {
     }
 }
 
-/// Decodes the events of one chunk.
+/// Decodes the events of one chunk. A struct rather than closures over local variables, so that
+/// its state needs no runtime exclusivity checks.
 struct EventDecoder {
     /// Bytes of zeros after a copy of the chunk's events, so that every read of one event stays
     /// inside the copy (an event reads at most `EventEncoder.maximumEventBytes`); the position
@@ -522,71 +557,85 @@ struct EventDecoder {
         defer { buffer.deallocate() }
         if end > 0 { buffer.copyMemory(from: bytes.baseAddress!, byteCount: end) }
         (buffer + end).initializeMemory(as: UInt8.self, repeating: 0, count: padding)
-        let data = UnsafeRawPointer(buffer)
-        let endBits = end * 8
-        var position = 0
-        var model = ChunkModel(firstTimestamp: firstTimestamp)
-        var eventNumber = 0
+        var decoder = EventDecoder(data: UnsafeRawPointer(buffer), endBits: end * 8, taskCount: taskCount,
+                                   model: ChunkModel(firstTimestamp: firstTimestamp))
+        try decoder.run(count: count, body)
+    }
 
-        func fail(_ reason: String) -> DecodeFailure { DecodeFailure(reason: reason, eventNumber: eventNumber) }
+    let data: UnsafeRawPointer
+    let endBits: Int
+    let taskCount: Int
+    var model: ChunkModel
+    var position = 0
+    var eventNumber = 0
 
-        /// The next 57 or more bits, first bit lowest.
-        @inline(__always) func peek() -> UInt64 {
-            UInt64(littleEndian: data.loadUnaligned(fromByteOffset: position &>> 3, as: UInt64.self)) &>> UInt64(position & 7)
-        }
-        @inline(__always) func read(_ width: Int) -> UInt64 {
-            let v = peek() & ((1 &<< UInt64(width)) &- 1)
-            position &+= width
-            return v
-        }
-        @inline(__always) func expGolomb(_ k: Int) -> UInt64 {
-            let l = peek().trailingZeroBitCount
-            if l >= 48 {
-                position &+= 48
-                let low = read(32)
-                return read(32) &<< 32 | low
-            }
-            position &+= l + 1
-            let w = (1 &<< UInt64(l)) | read(l)
-            return (w &- 1) &<< UInt64(k) | read(k)
-        }
-        @inline(__always) func number(_ which: Int) -> UInt64 {
-            let s = model.stats[which]
-            let v = expGolomb(NumberStat.order(s))
-            model.stats[which] = NumberStat.updated(s, v)
-            return v
-        }
-        @inline(__always) func checked(_ v: UInt64) throws -> TaskIndex {
-            guard v < UInt64(taskCount) else { throw fail("task index \(v) is not in the task table (\(taskCount) tasks)") }
-            return TaskIndex(rawValue: UInt32(v))
-        }
-        @inline(__always) func task() throws -> TaskIndex { try checked(number(NumberStat.task)) }
-        @inline(__always) func readTask() throws -> TaskIndex { try task() }
-        @inline(__always) func task(from reference: UInt32, _ which: Int) throws -> TaskIndex {
-            try checked(unzigzag(number(which)) &+ UInt64(reference))
-        }
-        @inline(__always) func cpuNumber() throws -> CPU {
-            let v = number(NumberStat.cpu)
-            guard v <= UInt64(UInt32.max) else { throw fail("CPU \(v) does not fit 32 bits") }
-            return CPU(rawValue: UInt32(v))
-        }
-        @inline(__always) func implicitTask(_ current: UInt32, _ what: String) throws -> TaskIndex {
-            guard current != ChunkModel.unknown else { throw fail("\(what) refers to the CPU's current task, which is unknown") }
-            return TaskIndex(rawValue: current)
-        }
+    init(data: UnsafeRawPointer, endBits: Int, taskCount: Int, model: ChunkModel) {
+        self.data = data
+        self.endBits = endBits
+        self.taskCount = taskCount
+        self.model = model
+    }
 
-        /// 0: the event's CPU; 1: the target's last CPU; 2: explicit.
-        func targetCPU(_ op: UInt16, target: TaskIndex, cpu: UInt32) throws -> CPU {
-            switch (op >> 9) & 3 {
-            case 0: return CPU(rawValue: cpu)
-            case 1:
-                let last = model.lastCPU(of: target.rawValue)
-                guard last != ChunkModel.unknown else { throw fail("target CPU is the target's last CPU, which is unknown") }
-                return CPU(rawValue: last)
-            default: return try cpuNumber()
-            }
-        }
+    func fail(_ reason: String) -> DecodeFailure { DecodeFailure(reason: reason, eventNumber: eventNumber) }
 
+    /// The next 57 or more bits, first bit lowest.
+    @inline(__always) func peek() -> UInt64 {
+        UInt64(littleEndian: data.loadUnaligned(fromByteOffset: position &>> 3, as: UInt64.self)) &>> UInt64(position & 7)
+    }
+    @inline(__always) mutating func read(_ width: Int) -> UInt64 {
+        let v = peek() & ((1 &<< UInt64(width)) &- 1)
+        position &+= width
+        return v
+    }
+    @inline(__always) mutating func expGolomb(_ k: Int) -> UInt64 {
+        let l = peek().trailingZeroBitCount
+        if l >= 48 {
+            position &+= 48
+            let low = read(32)
+            return read(32) &<< 32 | low
+        }
+        position &+= l + 1
+        let w = (1 &<< UInt64(l)) | read(l)
+        return (w &- 1) &<< UInt64(k) | read(k)
+    }
+    @inline(__always) mutating func number(_ which: Int) -> UInt64 {
+        let s = model.stats[which]
+        let v = expGolomb(NumberStat.order(s))
+        model.stats[which] = NumberStat.updated(s, v)
+        return v
+    }
+    @inline(__always) func checked(_ v: UInt64) throws -> TaskIndex {
+        guard v < UInt64(taskCount) else { throw fail("task index \(v) is not in the task table (\(taskCount) tasks)") }
+        return TaskIndex(rawValue: UInt32(v))
+    }
+    @inline(__always) mutating func task() throws -> TaskIndex { try checked(number(NumberStat.task)) }
+    @inline(__always) mutating func readTask() throws -> TaskIndex { try task() }
+    @inline(__always) mutating func task(from reference: UInt32, _ which: Int) throws -> TaskIndex {
+        try checked(unzigzag(number(which)) &+ UInt64(reference))
+    }
+    @inline(__always) mutating func cpuNumber() throws -> CPU {
+        let v = number(NumberStat.cpu)
+        guard v <= UInt64(UInt32.max) else { throw fail("CPU \(v) does not fit 32 bits") }
+        return CPU(rawValue: UInt32(v))
+    }
+    @inline(__always) func implicitTask(_ current: UInt32, _ what: String) throws -> TaskIndex {
+        guard current != ChunkModel.unknown else { throw fail("\(what) refers to the CPU's current task, which is unknown") }
+        return TaskIndex(rawValue: current)
+    }
+
+    /// 0: the event's CPU; 1: the target's last CPU; 2: explicit.
+    @inline(__always) mutating func targetCPU(_ op: UInt16, target: TaskIndex, cpu: UInt32) throws -> CPU {
+        switch (op >> 9) & 3 {
+        case 0: return CPU(rawValue: cpu)
+        case 1:
+            let last = model.lastCPU(of: target.rawValue)
+            guard last != ChunkModel.unknown else { throw fail("target CPU is the target's last CPU, which is unknown") }
+            return CPU(rawValue: last)
+        default: return try cpuNumber()
+        }
+    }
+
+    mutating func run(count: Int, _ body: (Event) throws -> Void) throws {
         while eventNumber < count {
             guard position < endBits else { throw fail("chunk ends after \(eventNumber) of \(count) events") }
             // Op.
@@ -615,7 +664,7 @@ struct EventDecoder {
             let current = memory?.pointee.current ?? ChunkModel.unknown
 
             // Time.
-            let base = memory.map { $0.pointee.hasTimestamp ? $0.pointee.lastTimestamp : model.previousTimestamp } ?? model.previousTimestamp
+            let base = model.timeBase(memory)
             let e = entries + rank
             let s = model.rankStats[e]
             let residual = expGolomb(NumberStat.order(s))
@@ -666,7 +715,7 @@ struct EventDecoder {
                 case 1: waker = nil
                 default: waker = try task()
                 }
-                let wakerMemory = waker.flatMap { model.task($0.rawValue) }
+                let wakerMemory = model.task(waker)
                 let reference = waker == nil ? memory?.pointee.noWakerTarget ?? 0 : wakerMemory?.pointee.lastTarget ?? 0
                 let target = try task(from: reference, NumberStat.target)
                 let targetCPU = try targetCPU(op, target: target, cpu: cpu)
