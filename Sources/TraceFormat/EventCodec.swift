@@ -97,31 +97,34 @@ struct TaskMemory {
     var lastCPU = ChunkModel.unknown
 }
 
-/// Owns the memory of a `ChunkModel`.
+/// Owns the memory of a `ChunkModel`; the tables grow (by doubling) as contexts, CPUs and
+/// tasks appear, so a chunk of a few tasks touches a few kilobytes.
 final class ChunkModelStorage {
-    let rankOps: UnsafeMutablePointer<UInt16>
-    let rankCounts: UnsafeMutablePointer<UInt16>
-    let rankStats: UnsafeMutablePointer<UInt32>
-    let rankGaps: UnsafeMutablePointer<UInt64>
-    let rankLengths: UnsafeMutablePointer<UInt8>
-    let cpus: UnsafeMutablePointer<CPUMemory>
-    let tasks: UnsafeMutablePointer<TaskMemory>
+    var contextSlots: UnsafeMutablePointer<UInt16>
+    var rankOps: UnsafeMutablePointer<UInt16>
+    var rankCounts: UnsafeMutablePointer<UInt16>
+    var rankStats: UnsafeMutablePointer<UInt32>
+    var rankGaps: UnsafeMutablePointer<UInt64>
+    var rankLengths: UnsafeMutablePointer<UInt8>
+    var cpus: UnsafeMutablePointer<CPUMemory>
+    var tasks: UnsafeMutablePointer<TaskMemory>
     let stats: UnsafeMutablePointer<UInt32>
 
-    init() {
-        let entries = ChunkModel.contexts * ChunkModel.ranks
+    init(slots: Int, cpus cpuCapacity: Int, tasks taskCapacity: Int) {
+        contextSlots = .allocate(capacity: ChunkModel.contexts)
+        let entries = slots * ChunkModel.ranks
         rankOps = .allocate(capacity: entries)
         rankCounts = .allocate(capacity: entries)
         rankStats = .allocate(capacity: entries)
         rankGaps = .allocate(capacity: entries)
-        rankLengths = .allocate(capacity: ChunkModel.contexts)
-        // Untouched pages cost nothing: entries are initialized as CPUs and tasks appear.
-        cpus = .allocate(capacity: ChunkModel.memoryLimit)
-        tasks = .allocate(capacity: ChunkModel.memoryLimit)
+        rankLengths = .allocate(capacity: slots)
+        cpus = .allocate(capacity: cpuCapacity)
+        tasks = .allocate(capacity: taskCapacity)
         stats = .allocate(capacity: NumberStat.count)
     }
 
     deinit {
+        contextSlots.deallocate()
         rankOps.deallocate()
         rankCounts.deallocate()
         rankStats.deallocate()
@@ -133,8 +136,19 @@ final class ChunkModelStorage {
     }
 }
 
+/// `count` elements of `old` moved into a new allocation of `capacity`; `old` is freed.
+private func grown<T>(_ old: UnsafeMutablePointer<T>, count: Int, capacity: Int) -> UnsafeMutablePointer<T> {
+    let new = UnsafeMutablePointer<T>.allocate(capacity: capacity)
+    new.moveInitialize(from: old, count: count)
+    old.deallocate()
+    return new
+}
+
 /// The state encoder and decoder of one chunk share: op ranks with their time predictions,
 /// per-CPU and per-task memories, number statistics, previous event. `reset` starts a chunk.
+///
+/// Pointers into the CPU and task tables are valid until the next `cpu(_:)` or `task(_:)` call
+/// that adds an entry (a table may move when it grows).
 struct ChunkModel {
     static let contexts = 1 << Op.bits
     static let ranks = 8
@@ -143,15 +157,21 @@ struct ChunkModel {
     static let memoryLimit = 65536
     static let unknown = UInt32.max
 
-    let storage = ChunkModelStorage()
-    let rankOps: UnsafeMutablePointer<UInt16>
-    let rankCounts: UnsafeMutablePointer<UInt16>
-    let rankStats: UnsafeMutablePointer<UInt32>
-    let rankGaps: UnsafeMutablePointer<UInt64>
-    let rankLengths: UnsafeMutablePointer<UInt8>
-    let cpuTable: UnsafeMutablePointer<CPUMemory>
-    let taskTable: UnsafeMutablePointer<TaskMemory>
+    let storage: ChunkModelStorage
+    /// Per context (previous op): 0, or 1 + the slot holding its op entries.
+    let contextSlots: UnsafeMutablePointer<UInt16>
+    var rankOps: UnsafeMutablePointer<UInt16>
+    var rankCounts: UnsafeMutablePointer<UInt16>
+    var rankStats: UnsafeMutablePointer<UInt32>
+    var rankGaps: UnsafeMutablePointer<UInt64>
+    var rankLengths: UnsafeMutablePointer<UInt8>
+    var slotCount = 0
+    var slotCapacity: Int
+    var cpuTable: UnsafeMutablePointer<CPUMemory>
+    var cpuCapacity: Int
     var cpuCount = 0
+    var taskTable: UnsafeMutablePointer<TaskMemory>
+    var taskCapacity: Int
     var taskCount = 0
     /// Statistics of the numbers, indexed by `NumberStat`.
     let stats: UnsafeMutablePointer<UInt32>
@@ -161,6 +181,11 @@ struct ChunkModel {
     var previousOp = Op.start
 
     init(firstTimestamp: UInt64) {
+        slotCapacity = 32
+        cpuCapacity = 16
+        taskCapacity = 64
+        storage = ChunkModelStorage(slots: slotCapacity, cpus: cpuCapacity, tasks: taskCapacity)
+        contextSlots = storage.contextSlots
         rankOps = storage.rankOps
         rankCounts = storage.rankCounts
         rankStats = storage.rankStats
@@ -173,7 +198,8 @@ struct ChunkModel {
     }
 
     mutating func reset(firstTimestamp: UInt64) {
-        rankLengths.update(repeating: 0, count: Self.contexts)
+        contextSlots.update(repeating: 0, count: Self.contexts)
+        slotCount = 0
         cpuCount = 0
         taskCount = 0
         stats.update(repeating: NumberStat.initial, count: NumberStat.count)
@@ -183,11 +209,49 @@ struct ChunkModel {
         previousOp = Op.start
     }
 
+    /// The slot of the op entries that follow op `context`, made (empty) on first use.
+    @inline(__always) mutating func slot(for context: Int) -> Int {
+        let s = Int(contextSlots[context])
+        if s != 0 { return s - 1 }
+        return makeSlot(for: context)
+    }
+
+    private mutating func makeSlot(for context: Int) -> Int {
+        if slotCount == slotCapacity {
+            let capacity = slotCapacity * 2  // at most 2048 slots: one per context
+            let entries = slotCount * Self.ranks
+            rankOps = grown(rankOps, count: entries, capacity: capacity * Self.ranks)
+            rankCounts = grown(rankCounts, count: entries, capacity: capacity * Self.ranks)
+            rankStats = grown(rankStats, count: entries, capacity: capacity * Self.ranks)
+            rankGaps = grown(rankGaps, count: entries, capacity: capacity * Self.ranks)
+            rankLengths = grown(rankLengths, count: slotCount, capacity: capacity)
+            (storage.rankOps, storage.rankCounts, storage.rankStats, storage.rankGaps, storage.rankLengths) =
+                (rankOps, rankCounts, rankStats, rankGaps, rankLengths)
+            slotCapacity = capacity
+        }
+        let s = slotCount
+        slotCount += 1
+        rankLengths[s] = 0
+        contextSlots[context] = UInt16(s + 1)
+        return s
+    }
+
     /// The memory of `cpu`, created on first use; nil beyond `memoryLimit`.
     @inline(__always) mutating func cpu(_ cpu: UInt32) -> UnsafeMutablePointer<CPUMemory>? {
         let i = Int(cpu)
         if i < cpuCount { return cpuTable + i }
+        return addCPUs(through: i)
+    }
+
+    private mutating func addCPUs(through i: Int) -> UnsafeMutablePointer<CPUMemory>? {
         guard i < Self.memoryLimit else { return nil }
+        if i >= cpuCapacity {
+            var capacity = cpuCapacity
+            while capacity <= i { capacity *= 2 }
+            cpuTable = grown(cpuTable, count: cpuCount, capacity: capacity)
+            storage.cpus = cpuTable
+            cpuCapacity = capacity
+        }
         (cpuTable + cpuCount).initialize(repeating: CPUMemory(), count: i + 1 - cpuCount)
         cpuCount = i + 1
         return cpuTable + i
@@ -197,7 +261,18 @@ struct ChunkModel {
     @inline(__always) mutating func task(_ task: UInt32) -> UnsafeMutablePointer<TaskMemory>? {
         let i = Int(task)
         if i < taskCount { return taskTable + i }
+        return addTasks(through: i)
+    }
+
+    private mutating func addTasks(through i: Int) -> UnsafeMutablePointer<TaskMemory>? {
         guard i < Self.memoryLimit else { return nil }
+        if i >= taskCapacity {
+            var capacity = taskCapacity
+            while capacity <= i { capacity *= 2 }
+            taskTable = grown(taskTable, count: taskCount, capacity: capacity)
+            storage.tasks = taskTable
+            taskCapacity = capacity
+        }
         (taskTable + taskCount).initialize(repeating: TaskMemory(), count: i + 1 - taskCount)
         taskCount = i + 1
         return taskTable + i
@@ -213,12 +288,12 @@ struct ChunkModel {
         Int(task) < taskCount ? taskTable[Int(task)].lastCPU : Self.unknown
     }
 
-    /// Adds `op` as a new entry of context `context` (replacing the last when full); returns its rank.
-    @inline(__always) mutating func insert(_ op: UInt16, context: Int) -> Int {
-        let length = Int(rankLengths[context])
+    /// Adds `op` as a new entry of `slot` (replacing the last when full); returns its rank.
+    @inline(__always) mutating func insert(_ op: UInt16, slot: Int) -> Int {
+        let length = Int(rankLengths[slot])
         let rank = length < Self.ranks ? length : Self.ranks - 1
-        if length < Self.ranks { rankLengths[context] = UInt8(length + 1) }
-        let e = context * Self.ranks + rank
+        if length < Self.ranks { rankLengths[slot] = UInt8(length + 1) }
+        let e = slot * Self.ranks + rank
         rankOps[e] = op
         rankCounts[e] = 0
         rankStats[e] = NumberStat.initial
@@ -226,13 +301,13 @@ struct ChunkModel {
         return rank
     }
 
-    /// Counts a use of entry `rank` of `context` and moves it up past entries used less.
-    @inline(__always) mutating func promote(_ rank: Int, context: Int) {
-        let base = context * Self.ranks
+    /// Counts a use of entry `rank` of `slot` and moves it up past entries used less.
+    @inline(__always) mutating func promote(_ rank: Int, slot: Int) {
+        let base = slot * Self.ranks
         var r = rank
         rankCounts[base + r] &+= 1
         if rankCounts[base + r] >= 255 {
-            for i in 0..<Int(rankLengths[context]) { rankCounts[base + i] >>= 1 }
+            for i in 0..<Int(rankLengths[slot]) { rankCounts[base + i] >>= 1 }
         }
         while r > 0 && rankCounts[base + r] > rankCounts[base + r - 1] {
             rankOps.swapAt(base + r, base + r - 1)
@@ -256,11 +331,12 @@ struct ChunkModel {
     }
 
     /// Bookkeeping common to every event, after its fields.
-    @inline(__always) mutating func finishEvent(cpu: UInt32, memory: UnsafeMutablePointer<CPUMemory>?, timestamp: UInt64, op: UInt16) {
+    @inline(__always) mutating func finishEvent(cpu: UInt32, timestamp: UInt64, op: UInt16) {
         if cpu != previousCPU { alternateCPU = previousCPU }
         previousCPU = cpu
         previousTimestamp = timestamp
-        if let memory {
+        // Fetched again: a table may have grown since the event's start.
+        if let memory = self.cpu(cpu) {
             memory.pointee.lastTimestamp = timestamp
             memory.pointee.hasTimestamp = true
         }
@@ -335,14 +411,19 @@ struct EventEncoder {
         }
         let w = q + 1
         let l = 63 - w.leadingZeroBitCount
-        if l <= 27 {
-            // Prefix, one bit and suffix in one go.
-            put(((w & ((1 << UInt64(l)) - 1)) << UInt64(l + 1)) | (1 << UInt64(l)), 2 * l + 1)
+        let low = value & ((1 &<< UInt64(k)) &- 1)
+        // l zeros, a one, the l low bits of w, the k low bits of the value.
+        let head = ((w & ((1 &<< UInt64(l)) &- 1)) &<< UInt64(l + 1)) | (1 &<< UInt64(l))
+        if 2 * l + 1 + k <= 56 {
+            put(head | low &<< UInt64(2 * l + 1), 2 * l + 1 + k)
+        } else if 2 * l + 1 <= 56 {
+            put(head, 2 * l + 1)
+            put(low, k)
         } else {
-            put(1 << UInt64(l), l + 1)
-            put(w & ((1 << UInt64(l)) - 1), l)
+            put(1 &<< UInt64(l), l + 1)
+            put(w & ((1 &<< UInt64(l)) &- 1), l)
+            put(low, k)
         }
-        if k > 0 { put(value & ((1 << UInt64(k)) - 1), k) }
     }
 
     /// A number with the adaptive order of statistic `which`.
@@ -374,7 +455,6 @@ struct EventEncoder {
         var value: UInt64 = 0
         var state: UInt8 = 0
         var hasWaker = false
-        var name: String?
         switch event.kind {
         case let .switchTask(prev, prevState, next):
             op |= UInt16(KindCode.switchTask.rawValue)
@@ -410,34 +490,13 @@ struct EventEncoder {
             op |= UInt16(KindCode.exit.rawValue) | implicitFlag(task, current)
             first = task
         case let .exec(task, comm):
-            op |= UInt16(KindCode.exec.rawValue) | implicitFlag(task, current)
-            first = task
-            name = comm
+            // Rare, and the only kind with a String: apart, so the common path holds none.
+            encodeExec(op | UInt16(KindCode.exec.rawValue) | implicitFlag(task, current), task: task, comm: comm,
+                       cpu: cpu, timestamp: timestamp, memory: memory)
+            return
         }
 
-        // The op as its rank among those that followed the previous op.
-        let context = Int(model.previousOp)
-        let entries = context * ChunkModel.ranks
-        let length = Int(model.rankLengths[context])
-        var rank = 0
-        while rank < length && model.rankOps[entries + rank] != op { rank += 1 }
-        put(1 << UInt64(rank), rank + 1)
-        if rank == length {
-            put(UInt64(op), Op.bits)
-            rank = model.insert(op, context: context)
-        }
-        if op & 0x18 == Op.cpuExplicit << 3 { putCPU(cpu) }
-
-        // The time, against the gap last seen between these two ops.
-        let base = model.timeBase(memory)
-        let gap = timestamp &- base
-        let e = entries + rank
-        let s = model.rankStats[e]
-        let residual = zigzag(gap &- model.rankGaps[e])
-        putExpGolomb(residual, order: NumberStat.order(s))
-        model.rankStats[e] = NumberStat.updated(s, residual)
-        model.rankGaps[e] = gap
-        model.promote(rank, context: context)
+        encodeHead(op: op, cpu: cpu, timestamp: timestamp, memory: memory)
 
         // The fields the op does not give.
         switch UInt8(op & 7) {
@@ -503,19 +562,52 @@ struct EventEncoder {
             putTask(second)
         case KindCode.exit.rawValue:
             if op & (1 << 7) != 0 { putTask(first) }
-        default:  // exec
-            if op & (1 << 7) != 0 { putTask(first) }
-            // At most 255 bytes, cut on a character boundary so the name stays valid UTF-8.
-            let comm = name ?? ""
-            var length = min(comm.utf8.count, 255)
-            if length < comm.utf8.count {
-                let utf8 = Array(comm.utf8)
-                while length > 0 && utf8[length] & 0xC0 == 0x80 { length -= 1 }
-            }
-            put(UInt64(length), 8)
-            for byte in comm.utf8.prefix(length) { put(UInt64(byte), 8) }
+        default:
+            break  // exec: encodeExec
         }
-        model.finishEvent(cpu: cpu, memory: memory, timestamp: timestamp, op: op)
+        model.finishEvent(cpu: cpu, timestamp: timestamp, op: op)
+    }
+
+    /// The op (as its rank among those that followed the previous op), the CPU when explicit,
+    /// and the time (against the gap last seen between these two ops).
+    @inline(__always) private mutating func encodeHead(op: UInt16, cpu: UInt32, timestamp: UInt64, memory: UnsafeMutablePointer<CPUMemory>?) {
+        let slot = model.slot(for: Int(model.previousOp))
+        let entries = slot * ChunkModel.ranks
+        let length = Int(model.rankLengths[slot])
+        var rank = 0
+        while rank < length && model.rankOps[entries + rank] != op { rank += 1 }
+        put(1 << UInt64(rank), rank + 1)
+        if rank == length {
+            put(UInt64(op), Op.bits)
+            rank = model.insert(op, slot: slot)
+        }
+        if op & 0x18 == Op.cpuExplicit << 3 { putCPU(cpu) }
+
+        // The time, against the gap last seen between these two ops.
+        let base = model.timeBase(memory)
+        let gap = timestamp &- base
+        let e = entries + rank
+        let s = model.rankStats[e]
+        let residual = zigzag(gap &- model.rankGaps[e])
+        putExpGolomb(residual, order: NumberStat.order(s))
+        model.rankStats[e] = NumberStat.updated(s, residual)
+        model.rankGaps[e] = gap
+        model.promote(rank, slot: slot)
+    }
+
+    @inline(never) private mutating func encodeExec(_ op: UInt16, task: TaskIndex, comm: String, cpu: UInt32, timestamp: UInt64,
+                                                    memory: UnsafeMutablePointer<CPUMemory>?) {
+        encodeHead(op: op, cpu: cpu, timestamp: timestamp, memory: memory)
+        if op & (1 << 7) != 0 { putTask(task) }
+        // At most 255 bytes, cut on a character boundary so the name stays valid UTF-8.
+        var length = min(comm.utf8.count, 255)
+        if length < comm.utf8.count {
+            let utf8 = Array(comm.utf8)
+            while length > 0 && utf8[length] & 0xC0 == 0x80 { length -= 1 }
+        }
+        put(UInt64(length), 8)
+        for byte in comm.utf8.prefix(length) { put(UInt64(byte), 8) }
+        model.finishEvent(cpu: cpu, timestamp: timestamp, op: op)
     }
 
     /// 0: the event's CPU; 1: the CPU the target was last seen on; 2: explicit.
@@ -588,7 +680,16 @@ struct EventDecoder {
         return v
     }
     @inline(__always) mutating func expGolomb(_ k: Int) -> UInt64 {
-        let l = peek().trailingZeroBitCount
+        let window = peek()
+        let l = window.trailingZeroBitCount
+        let total = 2 &* l &+ 1 &+ k
+        if total <= 57 {
+            // The whole code is in the window (at least 57 bits).
+            position &+= total
+            let bits = window &>> UInt64(l &+ 1)
+            let w = (1 &<< UInt64(l)) | (bits & ((1 &<< UInt64(l)) &- 1))
+            return (w &- 1) &<< UInt64(k) | ((bits &>> UInt64(l)) & ((1 &<< UInt64(k)) &- 1))
+        }
         if l >= 48 {
             position &+= 48
             let low = read(32)
@@ -640,8 +741,9 @@ struct EventDecoder {
             guard position < endBits else { throw fail("chunk ends after \(eventNumber) of \(count) events") }
             // Op.
             let context = Int(model.previousOp)
-            let entries = context * ChunkModel.ranks
-            let length = Int(model.rankLengths[context])
+            let slot = model.slot(for: context)
+            let entries = slot * ChunkModel.ranks
+            let length = Int(model.rankLengths[slot])
             var rank = peek().trailingZeroBitCount
             guard rank <= length else { throw fail("op rank \(rank) beyond the \(length) known after op \(context)") }
             position &+= rank + 1
@@ -650,7 +752,7 @@ struct EventDecoder {
                 op = UInt16(read(Op.bits))
                 guard Op.isValid(op) else { throw fail("invalid op \(op)") }
                 for i in 0..<length where model.rankOps[entries + i] == op { throw fail("op \(op) sent again while it has rank \(i)") }
-                rank = model.insert(op, context: context)
+                rank = model.insert(op, slot: slot)
             } else {
                 op = model.rankOps[entries + rank]
             }
@@ -671,7 +773,7 @@ struct EventDecoder {
             model.rankStats[e] = NumberStat.updated(s, residual)
             let gap = model.rankGaps[e] &+ unzigzag(residual)
             model.rankGaps[e] = gap
-            model.promote(rank, context: context)
+            model.promote(rank, slot: slot)
             let timestamp = base &+ gap
 
             // Fields.
@@ -777,7 +879,7 @@ struct EventDecoder {
                 kind = .exec(task: t, comm: String(decoding: name, as: UTF8.self))
             }
             guard position <= endBits else { throw fail("event runs past the end of the chunk") }
-            model.finishEvent(cpu: cpu, memory: memory, timestamp: timestamp, op: op)
+            model.finishEvent(cpu: cpu, timestamp: timestamp, op: op)
             try body(Event(timestamp: timestamp, cpu: CPU(rawValue: cpu), kind: kind))
             eventNumber += 1
         }
