@@ -736,6 +736,15 @@ struct EventDecoder {
         }
     }
 
+    /// An op not in the list of `slot` (rare: off the hot path): read, checked and added.
+    @inline(never) mutating func newOp(slot: Int, length: Int) throws -> (UInt16, Int) {
+        let op = UInt16(read(Op.bits))
+        guard Op.isValid(op) else { throw fail("invalid op \(op)") }
+        let entries = slot * ChunkModel.ranks
+        for i in 0..<length where model.rankOps[entries + i] == op { throw fail("op \(op) sent again while it has rank \(i)") }
+        return (op, model.insert(op, slot: slot))
+    }
+
     mutating func run(count: Int, _ body: (Event) throws -> Void) throws {
         while eventNumber < count {
             guard position < endBits else { throw fail("chunk ends after \(eventNumber) of \(count) events") }
@@ -749,10 +758,9 @@ struct EventDecoder {
             position &+= rank + 1
             let op: UInt16
             if rank == length {
-                op = UInt16(read(Op.bits))
-                guard Op.isValid(op) else { throw fail("invalid op \(op)") }
-                for i in 0..<length where model.rankOps[entries + i] == op { throw fail("op \(op) sent again while it has rank \(i)") }
-                rank = model.insert(op, slot: slot)
+                let added = try newOp(slot: slot, length: length)
+                op = added.0
+                rank = added.1
             } else {
                 op = model.rankOps[entries + rank]
             }
