@@ -658,7 +658,10 @@ struct EventDecoder {
     let endBits: Int
     let taskCount: Int
     var model: ChunkModel
+    /// Bit position of the next field; `window` holds the `available` bits from there on.
     var position = 0
+    var window: UInt64 = 0
+    var available = 0
     var eventNumber = 0
 
     init(data: UnsafeRawPointer, endBits: Int, taskCount: Int, model: ChunkModel) {
@@ -670,13 +673,26 @@ struct EventDecoder {
 
     func fail(_ reason: String) -> DecodeFailure { DecodeFailure(reason: reason, eventNumber: eventNumber) }
 
-    /// The next 57 or more bits, first bit lowest.
-    @inline(__always) func peek() -> UInt64 {
-        UInt64(littleEndian: data.loadUnaligned(fromByteOffset: position &>> 3, as: UInt64.self)) &>> UInt64(position & 7)
+    /// Loads the bits from `position` on into `window`: at least 57 of them.
+    @inline(__always) mutating func refill() {
+        window = UInt64(littleEndian: data.loadUnaligned(fromByteOffset: position &>> 3, as: UInt64.self)) &>> UInt64(position & 7)
+        available = 64 &- (position & 7)
+    }
+    /// The next 57 or more bits, first bit lowest (kept in a register-sized window, so that a
+    /// field's bits are not loaded from memory again after the previous field).
+    @inline(__always) mutating func peek() -> UInt64 {
+        if available < 57 { refill() }
+        return window
+    }
+    /// Skips `width` bits of the window (width ≤ 57, after `peek`).
+    @inline(__always) mutating func consume(_ width: Int) {
+        window = window &>> UInt64(width)
+        available &-= width
+        position &+= width
     }
     @inline(__always) mutating func read(_ width: Int) -> UInt64 {
         let v = peek() & ((1 &<< UInt64(width)) &- 1)
-        position &+= width
+        consume(width)
         return v
     }
     @inline(__always) mutating func expGolomb(_ k: Int) -> UInt64 {
@@ -684,18 +700,18 @@ struct EventDecoder {
         let l = window.trailingZeroBitCount
         let total = 2 &* l &+ 1 &+ k
         if total <= 57 {
-            // The whole code is in the window (at least 57 bits).
-            position &+= total
+            // The whole code is in the window.
+            consume(total)
             let bits = window &>> UInt64(l &+ 1)
             let w = (1 &<< UInt64(l)) | (bits & ((1 &<< UInt64(l)) &- 1))
             return (w &- 1) &<< UInt64(k) | ((bits &>> UInt64(l)) & ((1 &<< UInt64(k)) &- 1))
         }
         if l >= 48 {
-            position &+= 48
+            consume(48)
             let low = read(32)
             return read(32) &<< 32 | low
         }
-        position &+= l + 1
+        consume(l + 1)
         let w = (1 &<< UInt64(l)) | read(l)
         return (w &- 1) &<< UInt64(k) | read(k)
     }
@@ -755,7 +771,7 @@ struct EventDecoder {
             let length = Int(model.rankLengths[slot])
             var rank = peek().trailingZeroBitCount
             guard rank <= length else { throw fail("op rank \(rank) beyond the \(length) known after op \(context)") }
-            position &+= rank + 1
+            consume(rank + 1)
             let op: UInt16
             if rank == length {
                 let added = try newOp(slot: slot, length: length)
