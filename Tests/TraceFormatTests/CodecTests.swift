@@ -42,6 +42,25 @@ import Testing
         #expect(decoded == events)
     }
 
+    @Test("version 1 events encode to the documented bytes")
+    func version1EventsEncodeToDocumentedBytes() throws {
+        // docs/format.md, "Version 1 events", "Example".
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: 4 * EventEncoderV1.maximumEventBytes)
+        defer { buffer.deallocate() }
+        var encoder = EventEncoderV1(firstTimestamp: 1000, base: buffer)
+        let events = [
+            Event(timestamp: 1000, cpu: CPU(0), kind: .switchTask(prev: .idle, prevState: .running, next: TaskIndex(1))),
+            Event(timestamp: 3000, cpu: CPU(0), kind: .waking(waker: TaskIndex(1), target: TaskIndex(2), targetCPU: CPU(1), context: .task)),
+            Event(timestamp: 2900, cpu: CPU(0), kind: .switchTask(prev: TaskIndex(1), prevState: .sleeping, next: .idle)),
+        ]
+        for event in events { encoder.encode(event) }
+        let expected: [UInt8] = [0x10, 0x00, 0x00, 0x01, 0x81, 0xA0, 0x1F, 0x02, 0x01, 0xA0, 0xC7, 0x01]
+        #expect(Array(encoder.bytes) == expected)
+        var decoded: [Event] = []
+        try expected.withUnsafeBytes { try EventDecoderV1.decode($0, firstTimestamp: 1000, count: 3, taskCount: 3) { decoded.append($0) } }
+        #expect(decoded == events)
+    }
+
     /// Packs (value, width) fields first bit lowest, as the events encoding does.
     static func bits(_ fields: [(UInt64, Int)]) -> [UInt8] {
         var bytes: [UInt8] = []
