@@ -8,7 +8,7 @@
 // - odd: the rest is the payload of one events chunk (20-byte chunk header, then events),
 //   decoded directly by EventDecoder as the reader would after the checksum passed, so the
 //   fuzzer reaches the event decoder instead of stopping at the CRC. Bits 1-6 of the first
-//   byte give the task count.
+//   byte give the task count; bit 7 picks the version 1 decoder instead of the current one.
 // Any crash, trap or sanitizer report is a bug.
 import Foundation
 
@@ -21,8 +21,13 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         let firstTimestamp = readLE(payload, 0, as: UInt64.self)
         let count = Int(readLE(payload, 16, as: UInt32.self))
         var events = 0
-        try? EventDecoder.decode(UnsafeRawBufferPointer(rebasing: payload[20...]), firstTimestamp: firstTimestamp, count: count,
-                                 taskCount: Int(first >> 1) & 63 + 1) { _ in events += 1 }
+        let taskCount = Int(first >> 1) & 63 + 1
+        let bytes = UnsafeRawBufferPointer(rebasing: payload[20...])
+        if first & 0x80 != 0 {
+            try? EventDecoderV1.decode(bytes, firstTimestamp: firstTimestamp, count: count, taskCount: taskCount) { _ in events += 1 }
+        } else {
+            try? EventDecoder.decode(bytes, firstTimestamp: firstTimestamp, count: count, taskCount: taskCount) { _ in events += 1 }
+        }
         return 0
     }
     guard let reader = try? TraceReader(path: "fuzz-input", contents: Array(input)) else { return 0 }

@@ -17,6 +17,8 @@ swiftc -O -parse-as-library -module-name RPLSeeds "${sources[@]}" fuzz/MakeSeeds
 swiftc -O -g -sanitize=fuzzer,address -parse-as-library -module-name RPLFuzz \
     "${sources[@]}" fuzz/FuzzDecoder.swift -o "$out/fuzz-decoder" 2> >(grep -v "Cannot export local symbol" >&2)
 "$out/make-seeds" fuzz/corpus
+# Version 1.0 files too (the reader still decodes them): the golden trace and its truncated copy.
+cp traces/golden/small-v1.rpl fuzz/corpus/seed-golden-v1.rpl
 
 echo "fuzz: running for ${seconds} s"
 "$out/fuzz-decoder" fuzz/corpus -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \

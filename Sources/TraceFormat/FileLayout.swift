@@ -7,8 +7,9 @@ public enum RPLFormat {
     public static let magic: [UInt8] = [0x89, 0x52, 0x50, 0x4C, 0x0D, 0x0A, 0x1A, 0x0A]
     /// Last 8 bytes of a complete file.
     public static let endMagic: [UInt8] = Array("RPL-END\n".utf8)
-    /// Major version: a reader refuses files with a larger one.
-    public static let majorVersion: UInt16 = 1
+    /// Major version: a reader refuses files with a larger one. Version 2 changed the event
+    /// and task encodings; version 1 files are still read.
+    public static let majorVersion: UInt16 = 2
     /// Minor version: new optional block types or JSON fields; older readers ignore them.
     public static let minorVersion: UInt16 = 0
     public static let fileHeaderSize = 16

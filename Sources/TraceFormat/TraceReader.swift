@@ -165,6 +165,22 @@ public final class TraceReader {
         }
     }
 
+    /// The task table of a task table block: JSON in version 1, binary rows since version 2.
+    private func decodeTaskTable(_ payload: [UInt8], at offset: UInt64) throws -> [TaskInfo] {
+        if version.major == 1 { return try decodeJSON([TaskInfo].self, payload, at: offset) }
+        do { return try TaskBinary.decodeTasks(payload) } catch let failure as TaskBlockFailure {
+            throw TraceError.corruptBlock(path: path, offset: offset, reason: "bad task table: \(failure.reason)")
+        }
+    }
+
+    /// The definitions of a task definitions block: JSON in version 1, binary rows since version 2.
+    private func decodeTaskDefinitions(_ payload: [UInt8], at offset: UInt64) throws -> [TaskDefinition] {
+        if version.major == 1 { return try decodeJSON([TaskDefinition].self, payload, at: offset) }
+        do { return try TaskBinary.decodeDefinitions(payload) } catch let failure as TaskBlockFailure {
+            throw TraceError.corruptBlock(path: path, offset: offset, reason: "bad task definitions: \(failure.reason)")
+        }
+    }
+
     // MARK: Opening
 
     /// Opens a complete file through its trailer and index. Returns false when the file has
@@ -197,7 +213,7 @@ public final class TraceReader {
             }
             let (_, metadataPayload) = try readBlock(at: metadataOffset, expecting: .finalMetadata)
             let (_, tablePayload) = try readBlock(at: tableOffset, expecting: .taskTable)
-            let table = try decodeJSON([TaskInfo].self, tablePayload, at: tableOffset)
+            let table = try decodeTaskTable(tablePayload, at: tableOffset)
             guard !table.isEmpty, entries.allSatisfy({ Int($0.taskCount) <= table.count && $0.offset < fileSize }) else { return false }
             metadata = try decodeJSON(TraceMetadata.self, metadataPayload, at: metadataOffset)
             tasks = table
@@ -259,7 +275,7 @@ public final class TraceReader {
                     damage.append(TraceDamage(offset: offset, length: blockEnd - offset, reason: "metadata is not valid JSON"))
                 }
             case .taskDefinitions?:
-                if let defs = try? decodeJSON([TaskDefinition].self, payload, at: offset) {
+                if let defs = try? decodeTaskDefinitions(payload, at: offset) {
                     for d in defs {
                         let i = Int(d.index)
                         // A gap is a lost definitions block; a huge one is a crafted or damaged
@@ -274,10 +290,10 @@ public final class TraceReader {
                         tasks[i] = d.task
                     }
                 } else {
-                    damage.append(TraceDamage(offset: offset, length: blockEnd - offset, reason: "task definitions are not valid JSON"))
+                    damage.append(TraceDamage(offset: offset, length: blockEnd - offset, reason: version.major == 1 ? "task definitions are not valid JSON" : "task definitions cannot be decoded"))
                 }
             case .taskTable?:
-                if let table = try? decodeJSON([TaskInfo].self, payload, at: offset), table.count >= tasks.count { tasks = table }
+                if let table = try? decodeTaskTable(payload, at: offset), table.count >= tasks.count { tasks = table }
             case .events?:
                 if payload.count >= 20 {
                     payload.withUnsafeBytes { raw in
@@ -389,8 +405,13 @@ public final class TraceReader {
         let (first, count) = payload.withUnsafeBytes { (readLE($0, 0, as: UInt64.self), Int(readLE($0, 16, as: UInt32.self))) }
         do {
             try payload.withUnsafeBytes { raw in
-                try EventDecoder.decode(UnsafeRawBufferPointer(rebasing: raw[20...]), firstTimestamp: first, count: count,
-                                        taskCount: min(Int(chunk.taskCount), tasks.count), body)
+                let events = UnsafeRawBufferPointer(rebasing: raw[20...])
+                let taskCount = min(Int(chunk.taskCount), tasks.count)
+                if version.major == 1 {
+                    try EventDecoderV1.decode(events, firstTimestamp: first, count: count, taskCount: taskCount, body)
+                } else {
+                    try EventDecoder.decode(events, firstTimestamp: first, count: count, taskCount: taskCount, body)
+                }
             }
         } catch let failure as DecodeFailure {
             throw TraceError.corruptChunk(path: path, chunk: number, offset: chunk.offset,
@@ -423,7 +444,7 @@ public final class TraceReader {
                     do {
                         let (_, payload) = try readBlock(at: offset)
                         if header.type == BlockType.metadata.rawValue { _ = try decodeJSON(TraceMetadata.self, payload, at: offset) }
-                        if header.type == BlockType.taskDefinitions.rawValue { _ = try decodeJSON([TaskDefinition].self, payload, at: offset) }
+                        if header.type == BlockType.taskDefinitions.rawValue { _ = try decodeTaskDefinitions(payload, at: offset) }
                     } catch let e as TraceError {
                         errors.append(e)
                     } catch {

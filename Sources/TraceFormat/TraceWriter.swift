@@ -106,8 +106,7 @@ public final class TraceWriter {
     /// Writes the events buffered so far as a chunk (with the task definitions it needs first).
     public func flush() throws {
         if !pendingDefinitions.isEmpty {
-            let json = TaskJSON.isUsable ? TaskJSON.encode(definitions: pendingDefinitions) : Array(try jsonEncoder.encode(pendingDefinitions))
-            try write(makeBlock(.taskDefinitions, payload: json))
+            try write(makeBlock(.taskDefinitions, payload: TaskBinary.encode(definitions: pendingDefinitions)))
             pendingDefinitions.removeAll(keepingCapacity: true)
         }
         guard chunkOpen, chunkCount > 0 else { return }
@@ -141,7 +140,7 @@ public final class TraceWriter {
         let metadataOffset = offset
         try write(makeBlock(.finalMetadata, payload: Array(try jsonEncoder.encode(metadata))))
         let tableOffset = offset
-        try write(makeBlock(.taskTable, payload: TaskJSON.isUsable ? TaskJSON.encode(tasks: tasks) : Array(try jsonEncoder.encode(tasks))))
+        try write(makeBlock(.taskTable, payload: TaskBinary.encode(tasks: tasks)))
         var payload: [UInt8] = []
         appendLE(metadataOffset, to: &payload)
         appendLE(tableOffset, to: &payload)
@@ -179,139 +178,5 @@ public final class TraceWriter {
             throw TraceError.io(path: path, reason: "write failed at byte \(offset): \(error) — check free space")
         }
         offset += UInt64(bytes.count)
-    }
-}
-
-/// Task rows as JSON, byte for byte what `jsonEncoder` (sorted keys) makes of them: a writer
-/// encodes every task twice (definitions block, footer table), and `JSONEncoder` took ~10 µs
-/// per task, on the recording's merging thread and at its end.
-///
-/// Checked once per process against `jsonEncoder` on a sample with every field set (and the
-/// field count of `TaskInfo`); if `TaskInfo` changed, the writer keeps using `jsonEncoder`.
-enum TaskJSON {
-    static let isUsable: Bool = {
-        guard Mirror(reflecting: TaskInfo.idle).children.count == 10 else { return false }
-        let samples = [
-            TaskInfo(tid: 12, tgid: -3, comm: "kworker/0:1 \"x\"\\\u{1}\u{8}\u{c}\t\n\r\u{7f}é✓😀", parent: TaskIndex(7),
-                     policy: .fifo, nice: -20, realtimePriority: 99, affinity: [0, 3], isKernelThread: true, isRecorded: true),
-            TaskInfo(tid: Int32.max, tgid: Int32.min, comm: "", affinity: []),
-        ]
-        let definitions = samples.enumerated().map { TaskDefinition(index: UInt32($0.offset), task: $0.element) }
-        guard let a = try? jsonEncoder.encode(samples), let b = try? jsonEncoder.encode(definitions) else { return false }
-        return Array(a) == encode(tasks: samples) && Array(b) == encode(definitions: definitions)
-    }()
-
-    static func encode(tasks: [TaskInfo]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(tasks.count * 128 + 2)
-        out.append(UInt8(ascii: "["))
-        for (i, t) in tasks.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            append(t, to: &out)
-        }
-        out.append(UInt8(ascii: "]"))
-        return out
-    }
-
-    static func encode(definitions: [TaskDefinition]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(definitions.count * 144 + 2)
-        out.append(UInt8(ascii: "["))
-        for (i, d) in definitions.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            raw("{\"index\":", &out)
-            integer(Int64(d.index), &out)
-            raw(",\"task\":", &out)
-            append(d.task, to: &out)
-            out.append(UInt8(ascii: "}"))
-        }
-        out.append(UInt8(ascii: "]"))
-        return out
-    }
-
-    /// One `TaskInfo` object: keys sorted, nil optionals left out (as the synthesized
-    /// `Encodable` conformance and `.sortedKeys` do).
-    static func append(_ t: TaskInfo, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "{"))
-        if let affinity = t.affinity {
-            raw("\"affinity\":[", &out)
-            for (i, cpu) in affinity.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                integer(Int64(cpu), &out)
-            }
-            raw("],", &out)
-        }
-        raw("\"comm\":", &out)
-        string(t.comm, &out)
-        raw(t.isKernelThread ? ",\"isKernelThread\":true" : ",\"isKernelThread\":false", &out)
-        raw(t.isRecorded ? ",\"isRecorded\":true" : ",\"isRecorded\":false", &out)
-        if let nice = t.nice {
-            raw(",\"nice\":", &out)
-            integer(Int64(nice), &out)
-        }
-        if let parent = t.parent {
-            raw(",\"parent\":", &out)
-            integer(Int64(parent.rawValue), &out)
-        }
-        if let policy = t.policy {
-            raw(",\"policy\":", &out)
-            string(policy.rawValue, &out)
-        }
-        if let priority = t.realtimePriority {
-            raw(",\"realtimePriority\":", &out)
-            integer(Int64(priority), &out)
-        }
-        raw(",\"tgid\":", &out)
-        integer(Int64(t.tgid), &out)
-        raw(",\"tid\":", &out)
-        integer(Int64(t.tid), &out)
-        out.append(UInt8(ascii: "}"))
-    }
-
-    @inline(__always) private static func raw(_ text: StaticString, _ out: inout [UInt8]) {
-        out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
-    }
-
-    private static func integer(_ value: Int64, _ out: inout [UInt8]) {
-        if value < 0 { out.append(UInt8(ascii: "-")) }
-        var magnitude = value.magnitude
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
-        var n = 0
-        withUnsafeMutableBytes(of: &digits) { d in
-            repeat {
-                d[n] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-                magnitude /= 10
-                n += 1
-            } while magnitude > 0
-            while n > 0 {
-                n -= 1
-                out.append(d[n])
-            }
-        }
-    }
-
-    /// A JSON string as `JSONEncoder` writes it: `"` `\` `/` and control characters escaped
-    /// (\b \t \n \f \r, else \u00XX), everything else as UTF-8.
-    private static func string(_ text: String, _ out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        let hex: StaticString = "0123456789abcdef"
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): raw("\\\"", &out)
-            case UInt8(ascii: "\\"): raw("\\\\", &out)
-            case UInt8(ascii: "/"): raw("\\/", &out)
-            case 0x08: raw("\\b", &out)
-            case 0x09: raw("\\t", &out)
-            case 0x0A: raw("\\n", &out)
-            case 0x0C: raw("\\f", &out)
-            case 0x0D: raw("\\r", &out)
-            case 0..<0x20:
-                raw("\\u00", &out)
-                out.append(hex.utf8Start[Int(byte >> 4)])
-                out.append(hex.utf8Start[Int(byte & 0xF)])
-            default: out.append(byte)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
     }
 }

@@ -16,6 +16,7 @@ struct ReplayCtl: ParsableCommand {
             Fidelity.self,
             Import.self,
             Export.self,
+            Convert.self,
             Compare.self,
             Record.self,
             Latency.self,

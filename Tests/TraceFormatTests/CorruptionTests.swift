@@ -254,7 +254,7 @@ import Testing
         let trace = try Self.sampleTrace(in: dir)
         let finalBlock = try #require(blockOffsets(trace.bytes).first { $0.type == BlockType.finalMetadata.rawValue })
         let definitions = [TaskDefinition(index: 16_000_000, task: TaskInfo(tid: 1, tgid: 1, comm: "x"))]
-        let block = makeBlock(.taskDefinitions, payload: Array(try JSONEncoder().encode(definitions)))
+        let block = makeBlock(.taskDefinitions, payload: TaskBinary.encode(definitions: definitions))
         let bytes = Array(trace.bytes[..<finalBlock.offset]) + block
         let path = dir.path("absurd.rpl")
         try writeBytes(bytes, to: path)

@@ -14,6 +14,9 @@ import Testing
         .appendingPathComponent("traces/golden")
     static var smallPath: String { goldenDirectory.appendingPathComponent("small.rpl").path }
     static var truncatedPath: String { goldenDirectory.appendingPathComponent("small-truncated.rpl").path }
+    /// The same trace as written by format version 1.0 (JSON task rows, byte-aligned events),
+    /// kept so that version 1 files stay readable.
+    static var version1Path: String { goldenDirectory.appendingPathComponent("small-v1.rpl").path }
     static var updating: Bool { ProcessInfo.processInfo.environment["REPLAYCTL_UPDATE_GOLDEN"] == "1" }
 
     /// Writes the golden trace into `path`.
@@ -51,12 +54,25 @@ import Testing
         #expect(!reader.isRecovered)
         #expect(reader.damage.isEmpty)
         #expect(reader.validate().isEmpty)
-        #expect(reader.version.major == 1 && reader.version.minor == 0)
+        #expect(reader.version.major == 2 && reader.version.minor == 0)
         #expect(reader.metadata == GoldenTrace.finalMetadata)
         #expect(reader.tasks == GoldenTrace.finalTasks)
         #expect(try reader.allEvents() == GoldenTrace.events)
         #expect(reader.chunks.count == (GoldenTrace.events.count + 5) / 6)
         #expect(reader.chunks.map(\.eventCount).reduce(0, +) == UInt32(GoldenTrace.events.count))
+    }
+
+    @Test("the version 1.0 golden file still decodes to the same events, task table and metadata")
+    func version1GoldenFileDecodes() throws {
+        let reader = try TraceReader(path: Self.version1Path)
+        #expect(reader.version.major == 1 && reader.version.minor == 0)
+        #expect(!reader.isRecovered)
+        #expect(reader.damage.isEmpty)
+        #expect(reader.validate().isEmpty)
+        #expect(reader.metadata == GoldenTrace.finalMetadata)
+        #expect(reader.tasks == GoldenTrace.finalTasks)
+        #expect(try reader.allEvents() == GoldenTrace.events)
+        #expect(reader.chunks.count == (GoldenTrace.events.count + 5) / 6)
     }
 
     @Test("the truncated golden file yields its first two chunks and reports the rest")
