@@ -198,6 +198,9 @@ struct ReplaySummary {
             counts.waitsAlreadySatisfied += r.counts.waitsAlreadySatisfied
             counts.lateTimedSleeps += r.counts.lateTimedSleeps
             counts.timedOutWaits += r.counts.timedOutWaits
+            counts.heldWakes = (counts.heldWakes ?? 0) + (r.counts.heldWakes ?? 0)
+            counts.handOffsYielded = (counts.handOffsYielded ?? 0) + (r.counts.handOffsYielded ?? 0)
+            counts.handOffsBlocked = (counts.handOffsBlocked ?? 0) + (r.counts.handOffsBlocked ?? 0)
         }
         var lines: [String] = []
         func table(_ title: String, _ h: LatencyHistogram) {
@@ -237,6 +240,13 @@ struct ReplaySummary {
         }
         if counts.waitsAlreadySatisfied > 0 {
             lines.append("Waits whose wake came first (no blocking, no sample): \(counts.waitsAlreadySatisfied)")
+        }
+        if let held = counts.heldWakes, held > 0 {
+            lines.append("Wakes that reached their wakee before its sleep (held or deferred until it got there): \(held)")
+        }
+        let yielded = counts.handOffsYielded ?? 0, blocked = counts.handOffsBlocked ?? 0
+        if yielded + blocked > 0 {
+            lines.append("Hand-offs: \(yielded) resumed while yielding the CPU, \(blocked) had to block")
         }
         if counts.lateTimedSleeps > 0 {
             lines.append("Timed sleeps reached after their deadline (the replay ran late): \(counts.lateTimedSleeps)")
