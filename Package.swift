@@ -44,10 +44,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "TraceFormatTests", dependencies: ["TraceFormat"]),
-        .testTarget(name: "RecorderTests", dependencies: ["Recorder", "TraceFormat"]),
-        .testTarget(name: "ReplayerTests", dependencies: ["Replayer", "TraceFormat", "Recorder", "Stats"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "TraceFormatTests", dependencies: ["TraceFormat", "TestSupport"]),
+        .testTarget(name: "RecorderTests", dependencies: ["Recorder", "TraceFormat", "TestSupport"]),
+        .testTarget(name: "ReplayerTests", dependencies: ["Replayer", "TraceFormat", "Recorder", "Stats", "TestSupport"]),
         .testTarget(name: "StatsTests", dependencies: ["Stats"]),
-        .testTarget(name: "CorpusTests", dependencies: ["Corpus", "TraceFormat"]),
+        .testTarget(name: "CorpusTests", dependencies: ["Corpus", "TraceFormat", "TestSupport"]),
     ]
 )

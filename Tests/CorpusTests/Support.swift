@@ -60,36 +60,6 @@ func blobCount(_ directory: String) -> Int {
     }
 }
 
-/// The replayctl executable `swift test` builds next to the test bundle.
-func replayctlExecutable() -> String? {
-    var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-    for _ in 0..<3 {
-        let candidate = dir.appendingPathComponent("replayctl").path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        dir = dir.deletingLastPathComponent()
-    }
-    return nil
-}
-
-/// Runs replayctl to completion.
-func runReplayctl(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    guard let executable = replayctlExecutable() else {
-        Issue.record("replayctl is not built next to the tests (run `swift build` first)")
-        return (-1, "", "")
-    }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
-}
-
 /// A `CorpusServer` running in this process on a free loopback port.
 final class RunningServer: @unchecked Sendable {
     let port: Int

@@ -2,21 +2,13 @@ import Foundation
 import Testing
 @testable import Recorder
 import TraceFormat
-
-/// The replayctl binary next to the test bundle (built by `swift build`).
-func replayctlBinary() -> String? {
-    let bundle = Bundle.main.bundleURL
-    let candidates = [bundle.deletingLastPathComponent().appendingPathComponent("replayctl").path,
-                      bundle.appendingPathComponent("replayctl").path,
-                      FileManager.default.currentDirectoryPath + "/.build/debug/replayctl"]
-    return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
-}
+import TestSupport
 
 @Suite(.serialized, .enabled(if: liveTracingAvailable, "needs root and tracefs"))
 struct SignalTests {
     /// Runs `replayctl record -a`, sends `signal` after `after` seconds, returns (pid, status, path).
     func recordAndKill(_ signal: Int32, after: Double) throws -> (Int32, Int32, String) {
-        let binary = try #require(replayctlBinary(), "build the replayctl binary first (swift build)")
+        let binary = try #require(replayctlExecutable(), "build the replayctl binary first (swift build)")
         let path = temporaryTrace("signal\(signal)")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)

@@ -1,17 +1,11 @@
 import Foundation
+import TestSupport
 import Testing
 import TraceFormat
 @testable import Replayer
 
 /// The replay command as a user runs it: the real binary, real signals.
-let replayctlBinary: String? = {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    for configuration in ["debug", "release"] {
-        let path = root.appendingPathComponent(".build/\(configuration)/replayctl").path
-        if FileManager.default.isExecutableFile(atPath: path) { return path }
-    }
-    return nil
-}()
+let replayctlBinary = replayctlExecutable()
 
 @Suite(.serialized) struct ReplayCommandTests {
     @Test(.enabled(if: replayctlBinary != nil)) func ctrlCStopsEveryThreadPromptly() throws {

@@ -1,38 +1,13 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import TraceFormat
 
 /// `replayctl info` on good and damaged traces, run as a process: exit codes and messages.
 /// `swift test` builds the executable next to the test bundle.
 @Suite struct InfoCommandTests {
-    static var executable: String? {
-        let testBinary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        var dir = testBinary.deletingLastPathComponent()
-        // The runner may be inside a bundle directory; look upwards a little.
-        for _ in 0..<3 {
-            let candidate = dir.appendingPathComponent("replayctl").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        return nil
-    }
-
     static func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        guard let executable else {
-            Issue.record("replayctl is not built next to the tests (run `swift build` first)")
-            return (-1, "", "")
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+        try runReplayctl(arguments)
     }
 
     @Test("info on a damaged chunk exits 65 with the chunk's offset; --salvage reads the rest")
