@@ -52,11 +52,17 @@ public struct ReplayMap: Codable, Sendable {
     /// `mono` trace clock): only this window of a self-recording is the replay itself.
     public var startMonotonicNanoseconds: UInt64?
     public var endMonotonicNanoseconds: UInt64?
+    /// Original tid → when its replay thread was spawned by its parent (CLOCK_MONOTONIC).
+    /// Replay threads are created before the start and block until their spawn: that block
+    /// and the parent's wake that ends it are not part of the task's life in the trace.
+    public var spawnedMonotonicNanoseconds: [String: UInt64]?
 
-    public init(threads: [String: Int32], startMonotonicNanoseconds: UInt64?, endMonotonicNanoseconds: UInt64?) {
+    public init(threads: [String: Int32], startMonotonicNanoseconds: UInt64?, endMonotonicNanoseconds: UInt64?,
+                spawnedMonotonicNanoseconds: [String: UInt64]? = nil) {
         self.threads = threads
         self.startMonotonicNanoseconds = startMonotonicNanoseconds
         self.endMonotonicNanoseconds = endMonotonicNanoseconds
+        self.spawnedMonotonicNanoseconds = spawnedMonotonicNanoseconds
     }
 }
 
@@ -72,7 +78,9 @@ struct TraceFigures {
     var firstActivity: [Int32: UInt64]
     var lastActivity: [Int32: UInt64]
 
-    init(reader: TraceReader, window: ClosedRange<UInt64>?, tids: Set<Int32>) throws {
+    /// `bornAt`: tid → time before which the task did not exist yet in the replay's sense
+    /// (its pre-spawn block is a preemption, the wake that spawns it is dropped).
+    init(reader: TraceReader, window: ClosedRange<UInt64>?, tids: Set<Int32>, bornAt: [Int32: UInt64] = [:]) throws {
         var builder = TraceSummary.Builder(taskCount: reader.tasks.count)
         tidOf = reader.tasks.map(\.tid)
         comm = reader.tasks.map(\.comm)
@@ -88,7 +96,20 @@ struct TraceFigures {
             if first[tid] == nil { first[tid] = time }
             last[tid] = time
         }
-        try reader.forEachEvent(in: window) { event in
+        try reader.forEachEvent(in: window) { original in
+            var event = original
+            if !bornAt.isEmpty {
+                switch event.kind {
+                case let .switchTask(prev, prevState, next) where prevState.isBlocked:
+                    if let born = bornAt[tidOf[prev.intValue]], event.timestamp < born {
+                        event.kind = .switchTask(prev: prev, prevState: .running, next: next)
+                    }
+                case let .waking(_, target, _, _):
+                    if let born = bornAt[tidOf[target.intValue]], event.timestamp < born { return }
+                default:
+                    break
+                }
+            }
             builder.feed(event)
             switch event.kind {
             case let .waking(waker, target, _, context):
@@ -144,7 +165,11 @@ extension FidelityReport {
         var window: ClosedRange<UInt64>?
         if let s = map.startMonotonicNanoseconds, let e = map.endMonotonicNanoseconds, e >= s { window = s...e }
         let o = try TraceFigures(reader: original, window: nil, tids: originalTids)
-        let r = try TraceFigures(reader: replay, window: window, tids: replaySet)
+        var bornAt: [Int32: UInt64] = [:]
+        for (k, t) in map.spawnedMonotonicNanoseconds ?? [:] {
+            if let replayTid = map.threads[k] { bornAt[replayTid] = t }
+        }
+        let r = try TraceFigures(reader: replay, window: window, tids: replaySet, bornAt: bornAt)
 
         // Sum figures over every task index with that tid (a tid can appear twice after reuse).
         func byTid(_ f: TraceFigures) -> [Int32: TaskSummary] {

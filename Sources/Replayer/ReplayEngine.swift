@@ -106,6 +106,9 @@ public struct RunOutcome: Sendable {
     /// Release of the threads and end of the last one (CLOCK_MONOTONIC nanoseconds).
     public var startMonotonicNanoseconds: UInt64
     public var endMonotonicNanoseconds: UInt64
+    /// Per program started by a parent's spawn: when it was spawned (CLOCK_MONOTONIC), or 0.
+    /// Until then its pre-created thread was blocked waiting for the spawn.
+    public var spawnedMonotonicNanoseconds: [UInt64] = []
 }
 
 /// Runs a `ReplayPlan` with one thread per program: threads are created first, released
@@ -254,7 +257,8 @@ public final class ReplayEngine: @unchecked Sendable {
             recordedMakespanNanoseconds: plan.recordedMakespan, wakeupLatency: wake, wakeupLatencySameCPU: same,
             wakeupLatencyCrossCPU: cross, timerOvershoot: timer, counts: counts, tasks: tasks)
         return RunOutcome(run: run, replayTids: contexts.map(\.tid), warnings: warnings.sorted(),
-                          startMonotonicNanoseconds: start, endMonotonicNanoseconds: end)
+                          startMonotonicNanoseconds: start, endMonotonicNanoseconds: end,
+                          spawnedMonotonicNanoseconds: contexts.map(\.spawnedAt))
     }
 }
 
@@ -362,6 +366,8 @@ final class ThreadContext: @unchecked Sendable {
     var wakesIssued: UInt64 = 0
     /// Wakes held back until their wakee reached its wait (blocking the waker, or deferred).
     var heldWakes: UInt64 = 0
+    /// When the spawn this program waited for came (CLOCK_MONOTONIC), or 0.
+    var spawnedAt: UInt64 = 0
     /// Hand-offs whose wake came while yielding, and those that had to block.
     var handOffsYielded: UInt64 = 0
     var handOffsBlocked: UInt64 = 0
@@ -459,6 +465,7 @@ final class ThreadContext: @unchecked Sendable {
                 let giveUp = max(creplay_monotonic_ns(), start + recordedWake) + engine.options.waitTimeoutNanoseconds
                 let (outcome, blocked) = block(until: counter, reaches: target, giveUp: giveUp, myFutex: myFutex, for: .wake)
                 if outcome == .timedOut { timedOutWaits += 1 }
+                if engine.spawnEdges[edge] { spawnedAt = creplay_monotonic_ns() }
                 if outcome == .reached {
                     if blocked && !engine.spawnEdges[edge] {
                         let now = creplay_monotonic_ns()

@@ -48,11 +48,17 @@ public final class ReplaySession {
         for (i, p) in plan.programs.enumerated() { map["\(p.tid)"] = outcome.replayTids[i] }
         lastMap = ReplayMap(threads: map, startMonotonicNanoseconds: outcome.startMonotonicNanoseconds,
                             endMonotonicNanoseconds: outcome.endMonotonicNanoseconds)
+        var spawned: [String: UInt64] = [:]
+        for (i, p) in plan.programs.enumerated() where i < outcome.spawnedMonotonicNanoseconds.count && outcome.spawnedMonotonicNanoseconds[i] > 0 {
+            spawned["\(p.tid)"] = outcome.spawnedMonotonicNanoseconds[i]
+        }
+        lastMap.spawnedMonotonicNanoseconds = spawned.isEmpty ? nil : spawned
         return outcome
     }
 
     /// `{"threads": {"<original tid>": <replay tid>, …}, "startMonotonicNanoseconds": …,
-    /// "endMonotonicNanoseconds": …}` for the last run.
+    /// "endMonotonicNanoseconds": …, "spawnedMonotonicNanoseconds": {"<original tid>": …}}`
+    /// for the last run.
     public func mapJSON() throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -100,5 +100,18 @@ func bareSleepCycleCPU() -> UInt64 {
         #expect(report.cpuWeightedAbsoluteError < 0.15, "CPU error \(report.cpuWeightedAbsoluteError)")
         #expect(report.edgeSimilarity > 0.3, "edge similarity \(report.edgeSimilarity)")
         #expect(report.makespanRatio > 0.3 && report.makespanRatio < 3, "makespan ratio \(report.makespanRatio)")
+        // Spawned threads block from their creation until their spawn: the map says when each
+        // was spawned, and without it the fidelity would count those blocks as sleeps.
+        let spawned = session.plan.programs.filter { $0.spawnedBy != nil }.count
+        let map = session.lastMap
+        #expect(map.spawnedMonotonicNanoseconds?.count == spawned)
+        for t in (map.spawnedMonotonicNanoseconds ?? [:]).values {
+            #expect(t >= map.startMonotonicNanoseconds! && t <= map.endMonotonicNanoseconds!)
+        }
+        var unaware = map
+        unaware.spawnedMonotonicNanoseconds = nil
+        let naive = try FidelityReport.compute(originalPath: trace, replayPath: output, map: unaware)
+        let sleeps = report.tasks.reduce(0) { $0 + $1.replaySleeps }, naiveSleeps = naive.tasks.reduce(0) { $0 + $1.replaySleeps }
+        #expect(naiveSleeps - sleeps >= spawned / 2, "\(naiveSleeps) sleeps counted without spawn times, \(sleeps) with them, \(spawned) spawned")
     }
 }
