@@ -658,10 +658,8 @@ struct EventDecoder {
     let endBits: Int
     let taskCount: Int
     var model: ChunkModel
-    /// Bit position of the next field; `window` holds the `available` bits from there on.
+    /// Bit position of the next field.
     var position = 0
-    var window: UInt64 = 0
-    var available = 0
     var eventNumber = 0
 
     init(data: UnsafeRawPointer, endBits: Int, taskCount: Int, model: ChunkModel) {
@@ -673,21 +671,14 @@ struct EventDecoder {
 
     func fail(_ reason: String) -> DecodeFailure { DecodeFailure(reason: reason, eventNumber: eventNumber) }
 
-    /// Loads the bits from `position` on into `window`: at least 57 of them.
-    @inline(__always) mutating func refill() {
-        window = UInt64(littleEndian: data.loadUnaligned(fromByteOffset: position &>> 3, as: UInt64.self)) &>> UInt64(position & 7)
-        available = 64 &- (position & 7)
+    /// The next 57 or more bits from `position` on, first bit lowest: one unaligned load (the
+    /// padding after the copy keeps it inside the buffer), cheaper than keeping a window and
+    /// its count of bits in step.
+    @inline(__always) func peek() -> UInt64 {
+        UInt64(littleEndian: data.loadUnaligned(fromByteOffset: position &>> 3, as: UInt64.self)) &>> UInt64(position & 7)
     }
-    /// The next 57 or more bits, first bit lowest (kept in a register-sized window, so that a
-    /// field's bits are not loaded from memory again after the previous field).
-    @inline(__always) mutating func peek() -> UInt64 {
-        if available < 57 { refill() }
-        return window
-    }
-    /// Skips `width` bits of the window (width ≤ 57, after `peek`).
+    /// Skips `width` bits (width ≤ 57, after `peek`).
     @inline(__always) mutating func consume(_ width: Int) {
-        window = window &>> UInt64(width)
-        available &-= width
         position &+= width
     }
     @inline(__always) mutating func read(_ width: Int) -> UInt64 {
