@@ -50,11 +50,12 @@ enum NumberStat {
 
     /// Exp-Golomb order for a statistic `s` (about 4 × the running mean of the values).
     @inline(__always) static func order(_ s: UInt32) -> Int {
-        max(0, (32 - (s >> 2).leadingZeroBitCount) - 2)
+        max(0, (32 &- (s >> 2).leadingZeroBitCount) &- 2)
     }
 
     @inline(__always) static func updated(_ s: UInt32, _ value: UInt64) -> UInt32 {
-        s - (s >> 2) + UInt32(truncatingIfNeeded: min(value, 1 << 29))
+        // At most 4 × (2^29 + 1) < 2^32 for ever: no overflow.
+        s &- (s >> 2) &+ UInt32(truncatingIfNeeded: min(value, 1 << 29))
     }
 }
 
@@ -303,18 +304,19 @@ struct ChunkModel {
 
     /// Counts a use of entry `rank` of `slot` and moves it up past entries used less.
     @inline(__always) mutating func promote(_ rank: Int, slot: Int) {
-        let base = slot * Self.ranks
+        // Slots < 2048, ranks < 8: the index arithmetic cannot overflow.
+        let base = slot &* Self.ranks
         var r = rank
-        rankCounts[base + r] &+= 1
-        if rankCounts[base + r] >= 255 {
-            for i in 0..<Int(rankLengths[slot]) { rankCounts[base + i] >>= 1 }
+        rankCounts[base &+ r] &+= 1
+        if rankCounts[base &+ r] >= 255 {
+            for i in 0..<Int(rankLengths[slot]) { rankCounts[base &+ i] >>= 1 }
         }
-        while r > 0 && rankCounts[base + r] > rankCounts[base + r - 1] {
-            rankOps.swapAt(base + r, base + r - 1)
-            rankCounts.swapAt(base + r, base + r - 1)
-            rankStats.swapAt(base + r, base + r - 1)
-            rankGaps.swapAt(base + r, base + r - 1)
-            r -= 1
+        while r > 0 && rankCounts[base &+ r] > rankCounts[base &+ r &- 1] {
+            rankOps.swapAt(base &+ r, base &+ r &- 1)
+            rankCounts.swapAt(base &+ r, base &+ r &- 1)
+            rankStats.swapAt(base &+ r, base &+ r &- 1)
+            rankGaps.swapAt(base &+ r, base &+ r &- 1)
+            r &-= 1
         }
     }
 
@@ -758,18 +760,18 @@ struct EventDecoder {
             // Op.
             let context = Int(model.previousOp)
             let slot = model.slot(for: context)
-            let entries = slot * ChunkModel.ranks
+            let entries = slot &* ChunkModel.ranks
             let length = Int(model.rankLengths[slot])
             var rank = peek().trailingZeroBitCount
             guard rank <= length else { throw fail("op rank \(rank) beyond the \(length) known after op \(context)") }
-            consume(rank + 1)
+            consume(rank &+ 1)
             let op: UInt16
             if rank == length {
                 let added = try newOp(slot: slot, length: length)
                 op = added.0
                 rank = added.1
             } else {
-                op = model.rankOps[entries + rank]
+                op = model.rankOps[entries &+ rank]
             }
             let cpu: UInt32
             switch op & 0x18 {
@@ -782,7 +784,7 @@ struct EventDecoder {
 
             // Time.
             let base = model.timeBase(memory)
-            let e = entries + rank
+            let e = entries &+ rank
             let s = model.rankStats[e]
             let residual = expGolomb(NumberStat.order(s))
             model.rankStats[e] = NumberStat.updated(s, residual)
@@ -896,7 +898,7 @@ struct EventDecoder {
             guard position <= endBits else { throw fail("event runs past the end of the chunk") }
             model.finishEvent(cpu: cpu, timestamp: timestamp, op: op)
             try body(Event(timestamp: timestamp, cpu: CPU(rawValue: cpu), kind: kind))
-            eventNumber += 1
+            eventNumber &+= 1
         }
         if endBits - position >= 8 { throw fail("\((endBits - position) / 8) stray bytes after the last event") }
         if endBits > position && read(endBits - position) != 0 { throw fail("padding bits after the last event are not 0") }
