@@ -671,7 +671,7 @@ struct EventDecoder {
         self.model = model
     }
 
-    func fail(_ reason: String) -> DecodeFailure { DecodeFailure(reason: reason, eventNumber: eventNumber) }
+    @inline(__always) func fail(_ reason: String) -> DecodeFailure { DecodeFailure(reason: reason, eventNumber: eventNumber) }
 
     /// The next 57 or more bits from `position` on, first bit lowest: one unaligned load (the
     /// padding after the copy keeps it inside the buffer), cheaper than keeping a window and
@@ -746,15 +746,20 @@ struct EventDecoder {
     }
 
     /// An op not in the list of `slot` (rare: off the hot path): read, checked and added.
-    @inline(never) mutating func newOp(slot: Int, length: Int) throws -> (UInt16, Int) {
-        let op = UInt16(read(Op.bits))
-        guard Op.isValid(op) else { throw fail("invalid op \(op)") }
+    /// Static, on the model alone, so that no call out of `run` takes the decoder's address
+    /// (which keeps its bit position in a register).
+    @inline(never) static func newOp(_ op: UInt16, model: inout ChunkModel, slot: Int, length: Int, eventNumber: Int) throws -> Int {
+        guard Op.isValid(op) else { throw DecodeFailure(reason: "invalid op \(op)", eventNumber: eventNumber) }
         let entries = slot * ChunkModel.ranks
-        for i in 0..<length where model.rankOps[entries + i] == op { throw fail("op \(op) sent again while it has rank \(i)") }
-        return (op, model.insert(op, slot: slot))
+        for i in 0..<length where model.rankOps[entries + i] == op {
+            throw DecodeFailure(reason: "op \(op) sent again while it has rank \(i)", eventNumber: eventNumber)
+        }
+        return model.insert(op, slot: slot)
     }
 
-    mutating func run(count: Int, _ body: (Event) throws -> Void) throws {
+    /// Inlined into `decode`, where the decoder is a local: its position and counters can then
+    /// live in registers.
+    @inline(__always) mutating func run(count: Int, _ body: (Event) throws -> Void) throws {
         while eventNumber < count {
             guard position < endBits else { throw fail("chunk ends after \(eventNumber) of \(count) events") }
             // Op.
@@ -767,9 +772,8 @@ struct EventDecoder {
             consume(rank &+ 1)
             let op: UInt16
             if rank == length {
-                let added = try newOp(slot: slot, length: length)
-                op = added.0
-                rank = added.1
+                op = UInt16(read(Op.bits))
+                rank = try Self.newOp(op, model: &model, slot: slot, length: length, eventNumber: eventNumber)
             } else {
                 op = model.rankOps[entries &+ rank]
             }
