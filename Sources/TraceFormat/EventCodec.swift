@@ -50,11 +50,12 @@ enum NumberStat {
 
     /// Exp-Golomb order for a statistic `s` (about 4 × the running mean of the values).
     @inline(__always) static func order(_ s: UInt32) -> Int {
-        max(0, (32 - (s >> 2).leadingZeroBitCount) - 2)
+        max(0, (32 &- (s >> 2).leadingZeroBitCount) &- 2)
     }
 
     @inline(__always) static func updated(_ s: UInt32, _ value: UInt64) -> UInt32 {
-        s - (s >> 2) + UInt32(truncatingIfNeeded: min(value, 1 << 29))
+        // At most 4 × (2^29 + 1) < 2^32 for ever: no overflow.
+        s &- (s >> 2) &+ UInt32(truncatingIfNeeded: min(value, 1 << 29))
     }
 }
 
@@ -303,18 +304,19 @@ struct ChunkModel {
 
     /// Counts a use of entry `rank` of `slot` and moves it up past entries used less.
     @inline(__always) mutating func promote(_ rank: Int, slot: Int) {
-        let base = slot * Self.ranks
+        // Slots < 2048, ranks < 8: the index arithmetic cannot overflow.
+        let base = slot &* Self.ranks
         var r = rank
-        rankCounts[base + r] &+= 1
-        if rankCounts[base + r] >= 255 {
-            for i in 0..<Int(rankLengths[slot]) { rankCounts[base + i] >>= 1 }
+        rankCounts[base &+ r] &+= 1
+        if rankCounts[base &+ r] >= 255 {
+            for i in 0..<Int(rankLengths[slot]) { rankCounts[base &+ i] >>= 1 }
         }
-        while r > 0 && rankCounts[base + r] > rankCounts[base + r - 1] {
-            rankOps.swapAt(base + r, base + r - 1)
-            rankCounts.swapAt(base + r, base + r - 1)
-            rankStats.swapAt(base + r, base + r - 1)
-            rankGaps.swapAt(base + r, base + r - 1)
-            r -= 1
+        while r > 0 && rankCounts[base &+ r] > rankCounts[base &+ r &- 1] {
+            rankOps.swapAt(base &+ r, base &+ r &- 1)
+            rankCounts.swapAt(base &+ r, base &+ r &- 1)
+            rankStats.swapAt(base &+ r, base &+ r &- 1)
+            rankGaps.swapAt(base &+ r, base &+ r &- 1)
+            r &-= 1
         }
     }
 
@@ -658,10 +660,8 @@ struct EventDecoder {
     let endBits: Int
     let taskCount: Int
     var model: ChunkModel
-    /// Bit position of the next field; `window` holds the `available` bits from there on.
+    /// Bit position of the next field.
     var position = 0
-    var window: UInt64 = 0
-    var available = 0
     var eventNumber = 0
 
     init(data: UnsafeRawPointer, endBits: Int, taskCount: Int, model: ChunkModel) {
@@ -671,23 +671,16 @@ struct EventDecoder {
         self.model = model
     }
 
-    func fail(_ reason: String) -> DecodeFailure { DecodeFailure(reason: reason, eventNumber: eventNumber) }
+    @inline(__always) func fail(_ reason: String) -> DecodeFailure { DecodeFailure(reason: reason, eventNumber: eventNumber) }
 
-    /// Loads the bits from `position` on into `window`: at least 57 of them.
-    @inline(__always) mutating func refill() {
-        window = UInt64(littleEndian: data.loadUnaligned(fromByteOffset: position &>> 3, as: UInt64.self)) &>> UInt64(position & 7)
-        available = 64 &- (position & 7)
+    /// The next 57 or more bits from `position` on, first bit lowest: one unaligned load (the
+    /// padding after the copy keeps it inside the buffer), cheaper than keeping a window and
+    /// its count of bits in step.
+    @inline(__always) func peek() -> UInt64 {
+        UInt64(littleEndian: data.loadUnaligned(fromByteOffset: position &>> 3, as: UInt64.self)) &>> UInt64(position & 7)
     }
-    /// The next 57 or more bits, first bit lowest (kept in a register-sized window, so that a
-    /// field's bits are not loaded from memory again after the previous field).
-    @inline(__always) mutating func peek() -> UInt64 {
-        if available < 57 { refill() }
-        return window
-    }
-    /// Skips `width` bits of the window (width ≤ 57, after `peek`).
+    /// Skips `width` bits (width ≤ 57, after `peek`).
     @inline(__always) mutating func consume(_ width: Int) {
-        window = window &>> UInt64(width)
-        available &-= width
         position &+= width
     }
     @inline(__always) mutating func read(_ width: Int) -> UInt64 {
@@ -753,32 +746,36 @@ struct EventDecoder {
     }
 
     /// An op not in the list of `slot` (rare: off the hot path): read, checked and added.
-    @inline(never) mutating func newOp(slot: Int, length: Int) throws -> (UInt16, Int) {
-        let op = UInt16(read(Op.bits))
-        guard Op.isValid(op) else { throw fail("invalid op \(op)") }
+    /// Static, on the model alone, so that no call out of `run` takes the decoder's address
+    /// (which keeps its bit position in a register).
+    @inline(never) static func newOp(_ op: UInt16, model: inout ChunkModel, slot: Int, length: Int, eventNumber: Int) throws -> Int {
+        guard Op.isValid(op) else { throw DecodeFailure(reason: "invalid op \(op)", eventNumber: eventNumber) }
         let entries = slot * ChunkModel.ranks
-        for i in 0..<length where model.rankOps[entries + i] == op { throw fail("op \(op) sent again while it has rank \(i)") }
-        return (op, model.insert(op, slot: slot))
+        for i in 0..<length where model.rankOps[entries + i] == op {
+            throw DecodeFailure(reason: "op \(op) sent again while it has rank \(i)", eventNumber: eventNumber)
+        }
+        return model.insert(op, slot: slot)
     }
 
-    mutating func run(count: Int, _ body: (Event) throws -> Void) throws {
+    /// Inlined into `decode`, where the decoder is a local: its position and counters can then
+    /// live in registers.
+    @inline(__always) mutating func run(count: Int, _ body: (Event) throws -> Void) throws {
         while eventNumber < count {
             guard position < endBits else { throw fail("chunk ends after \(eventNumber) of \(count) events") }
             // Op.
             let context = Int(model.previousOp)
             let slot = model.slot(for: context)
-            let entries = slot * ChunkModel.ranks
+            let entries = slot &* ChunkModel.ranks
             let length = Int(model.rankLengths[slot])
             var rank = peek().trailingZeroBitCount
             guard rank <= length else { throw fail("op rank \(rank) beyond the \(length) known after op \(context)") }
-            consume(rank + 1)
+            consume(rank &+ 1)
             let op: UInt16
             if rank == length {
-                let added = try newOp(slot: slot, length: length)
-                op = added.0
-                rank = added.1
+                op = UInt16(read(Op.bits))
+                rank = try Self.newOp(op, model: &model, slot: slot, length: length, eventNumber: eventNumber)
             } else {
-                op = model.rankOps[entries + rank]
+                op = model.rankOps[entries &+ rank]
             }
             let cpu: UInt32
             switch op & 0x18 {
@@ -791,7 +788,7 @@ struct EventDecoder {
 
             // Time.
             let base = model.timeBase(memory)
-            let e = entries + rank
+            let e = entries &+ rank
             let s = model.rankStats[e]
             let residual = expGolomb(NumberStat.order(s))
             model.rankStats[e] = NumberStat.updated(s, residual)
@@ -905,7 +902,7 @@ struct EventDecoder {
             guard position <= endBits else { throw fail("event runs past the end of the chunk") }
             model.finishEvent(cpu: cpu, timestamp: timestamp, op: op)
             try body(Event(timestamp: timestamp, cpu: CPU(rawValue: cpu), kind: kind))
-            eventNumber += 1
+            eventNumber &+= 1
         }
         if endBits - position >= 8 { throw fail("\((endBits - position) / 8) stray bytes after the last event") }
         if endBits > position && read(endBits - position) != 0 { throw fail("padding bits after the last event are not 0") }
