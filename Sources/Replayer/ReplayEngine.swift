@@ -446,25 +446,12 @@ final class ThreadContext: @unchecked Sendable {
                 burn(until: cpuBase + UInt64(cpuTarget))
             case let .wait(edge, count, recordedWake):
                 waits += 1
-                let (counter, target, armed) = waitWords(edge: edge, count: count)
-                if order != .free {
-                    // Tell the wakers this wait has been reached (one may hold its wake for it).
-                    if pooled(edge) {
-                        creplay_store32(armed, target)
-                    } else {
-                        _ = creplay_add32(armed, 1)
-                    }
-                    nudge(plan.edges[edge].waker, for: .arrival)
-                }
+                let (counter, target) = arrive(edge: edge, count: count, order: order)
                 if creplay_load32(counter) >= target {
                     waitsAlreadySatisfied += 1
                     continue
                 }
-                deliverPendingWakes()
-                // Long recorded waits are legitimate: the timeout counts from the recorded wake time.
-                let giveUp = max(creplay_monotonic_ns(), start + recordedWake) + engine.options.waitTimeoutNanoseconds
-                let (outcome, blocked) = block(until: counter, reaches: target, giveUp: giveUp, myFutex: myFutex, for: .wake)
-                if outcome == .timedOut { timedOutWaits += 1 }
+                let (outcome, blocked) = blockForWake(counter, target, recordedWake: start + recordedWake, myFutex: myFutex)
                 if engine.spawnEdges[edge] { spawnedAt = creplay_monotonic_ns() }
                 if outcome == .reached {
                     if blocked && !engine.spawnEdges[edge] {
@@ -480,19 +467,12 @@ final class ThreadContext: @unchecked Sendable {
                     }
                 }
             case let .handOff(edge, count, recordedWake):
-                let (counter, target, armed) = waitWords(edge: edge, count: count)
-                if order != .free {
-                    if pooled(edge) { creplay_store32(armed, target) } else { _ = creplay_add32(armed, 1) }
-                    nudge(plan.edges[edge].waker, for: .arrival)
-                }
+                let (counter, target) = arrive(edge: edge, count: count, order: order)
                 if creplay_load32(counter) >= target || spinUntil(counter, target, for: engine.options.handOffSpinNanoseconds) {
                     handOffsYielded += 1
                     continue
                 }
-                deliverPendingWakes()
-                let giveUp = max(creplay_monotonic_ns(), start + recordedWake) + engine.options.waitTimeoutNanoseconds
-                let (outcome, _) = block(until: counter, reaches: target, giveUp: giveUp, myFutex: myFutex, for: .wake)
-                if outcome == .timedOut { timedOutWaits += 1 }
+                _ = blockForWake(counter, target, recordedWake: start + recordedWake, myFutex: myFutex)
                 handOffsBlocked += 1
             case let .sleepUntil(offset, _):
                 let deadline = start + offset
@@ -543,6 +523,30 @@ final class ThreadContext: @unchecked Sendable {
         // does (a producer's last message wakes a consumer that sleeps for it).
         holdPendingUntilArmed(myFutex: myFutex)
         cpuUsed = creplay_thread_cpu_ns() - cpuBase
+    }
+
+    /// Reaching a wait (or hand-off) for the `count`-th wake on `edge`: tells the wakers it has
+    /// been reached (one may hold or defer its wake for it) and returns the counter to watch
+    /// and the value it must reach.
+    @inline(__always) func arrive(edge: Int, count: UInt32, order: WakeOrder) -> (UnsafeMutablePointer<UInt32>, UInt32) {
+        let (counter, target, armed) = waitWords(edge: edge, count: count)
+        if order != .free {
+            if pooled(edge) { creplay_store32(armed, target) } else { _ = creplay_add32(armed, 1) }
+            nudge(engine.plan.edges[edge].waker, for: .arrival)
+        }
+        return (counter, target)
+    }
+
+    /// Delivers this thread's deferred wakes, then blocks until `counter` reaches `target`.
+    /// Long recorded waits are legitimate: the timeout counts from the recorded wake time
+    /// (`recordedWake`, CLOCK_MONOTONIC of the replay). A timeout is counted.
+    func blockForWake(_ counter: UnsafeMutablePointer<UInt32>, _ target: UInt32, recordedWake: UInt64,
+                      myFutex: UnsafeMutablePointer<UInt32>) -> (outcome: BlockOutcome, blocked: Bool) {
+        deliverPendingWakes()
+        let giveUp = max(creplay_monotonic_ns(), recordedWake) + engine.options.waitTimeoutNanoseconds
+        let result = block(until: counter, reaches: target, giveUp: giveUp, myFutex: myFutex, for: .wake)
+        if result.outcome == .timedOut { timedOutWaits += 1 }
+        return result
     }
 
     /// Whether waits on `edge` count the wakee's wakes from everyone.

@@ -27,6 +27,24 @@ import TraceFormat
         return s.plan()
     }
 
+    /// b runs 5 ms and sleeps; a timer wakes a at 6 ms, a wakes b and runs on for
+    /// `wakerRunsOnFor` µs before it exits.
+    func lateWakee(wakerRunsOnFor: UInt64) -> ReplayPlan {
+        var s = TraceScript()
+        let a = s.task("a"), b = s.task("b")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(0, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(1, .switchTask(prev: a, prevState: .sleeping, next: .idle))
+        s.at(5000, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+        s.at(6000, .waking(waker: .idle, target: a, targetCPU: CPU(0), context: .hardIRQ))
+        s.at(6001, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(6002, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
+        s.at(6010, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(6020, cpu: 1, .exit(task: b))
+        s.at(6002 + wakerRunsOnFor, .exit(task: a))
+        return s.plan()
+    }
+
     @Test func pingPongReproducesCPUTimeAndWakes() throws {
         let plan = pingPong(roundTrips: 200, runMicroseconds: 200)
         let engine = try ReplayEngine(plan: plan)
@@ -116,19 +134,7 @@ import TraceFormat
         // b runs 5 ms and sleeps; a timer wakes a at 6 ms and a wakes b. Replayed at 3× the
         // CPU time, b only reaches its sleep at 15 ms: a's wake must wait for it, so that b
         // really sleeps and its wakeup is measured, as in the trace.
-        var s = TraceScript()
-        let a = s.task("a"), b = s.task("b")
-        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
-        s.at(0, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
-        s.at(1, .switchTask(prev: a, prevState: .sleeping, next: .idle))
-        s.at(5000, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
-        s.at(6000, .waking(waker: .idle, target: a, targetCPU: CPU(0), context: .hardIRQ))
-        s.at(6001, .switchTask(prev: .idle, prevState: .running, next: a))
-        s.at(6002, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
-        s.at(6003, .exit(task: a))
-        s.at(6010, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
-        s.at(6020, cpu: 1, .exit(task: b))
-        let plan = s.plan()
+        let plan = lateWakee(wakerRunsOnFor: 1)
         var options = ReplayOptions()
         options.cpuScale = 3
         options.wakeOrder = order
@@ -150,21 +156,9 @@ import TraceFormat
         // As above, but a runs on for 10 ms after its wake (30 ms replayed). Deferred, a's wake
         // reaches b once b waits (15 ms), while a is still burning: b's wakeup comes long
         // before a's end (36 ms), and a never blocked for it.
-        var s = TraceScript()
-        let a = s.task("a"), b = s.task("b")
-        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
-        s.at(0, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
-        s.at(1, .switchTask(prev: a, prevState: .sleeping, next: .idle))
-        s.at(5000, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
-        s.at(6000, .waking(waker: .idle, target: a, targetCPU: CPU(0), context: .hardIRQ))
-        s.at(6001, .switchTask(prev: .idle, prevState: .running, next: a))
-        s.at(6002, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
-        s.at(6010, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
-        s.at(6020, cpu: 1, .exit(task: b))
-        s.at(16_002, .exit(task: a))
         var options = ReplayOptions()
         options.cpuScale = 3
-        let run = try ReplayEngine(plan: s.plan(), options: options).run(index: 0, warmup: false).run
+        let run = try ReplayEngine(plan: lateWakee(wakerRunsOnFor: 10_000), options: options).run(index: 0, warmup: false).run
         #expect(run.counts.heldWakes == 1)
         #expect(run.counts.timedOutWaits == 0)
         #expect(run.counts.waitsAlreadySatisfied + run.wakeupLatency.count == 1)
