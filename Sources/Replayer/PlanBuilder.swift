@@ -92,8 +92,6 @@ public enum PlanBuilder {
     struct TaskState {
         var program = -1
         var blocked = false
-        /// Trace time the current block began.
-        var blockedSince: UInt64 = 0
         /// The current block is the one the task was in when the trace (or the task) started.
         var initialBlock = false
         var exited = false
@@ -211,7 +209,6 @@ public enum PlanBuilder {
             state[task].boundary = plan.traceStart
             if blocked {
                 state[task].blocked = true
-                state[task].blockedSince = plan.traceStart
                 state[task].initialBlock = true
             } else if let first = state[task].intervals.first, offset(first.start) > 0 {
                 // Runnable from the start but first ran later: start it then.
@@ -253,7 +250,6 @@ public enum PlanBuilder {
                     if state[x].blocked {
                         plan.edges[e].waits += 1
                         plan.edges[e].waitPoolOrdinals.append(state[x].wakesReceived)
-                        plan.edges[e].recordedSleeps.append(t > state[x].blockedSince ? t - state[x].blockedSince : 0)
                         append(.wake(edge: e, target: state[x].program, rendezvous: plan.edges[e].waits), to: w)
                         append(.wait(edge: e, count: plan.edges[e].count, recordedWake: offset(t)), to: x)
                         endBlock(x, at: t)
@@ -284,7 +280,6 @@ public enum PlanBuilder {
                             handedOff = true
                         }
                         state[p].blocked = true
-                        state[p].blockedSince = t
                         state[p].initialBlock = false
                     } else if prevState == .running, isSelected(next), state[p].lastWoke == next.intValue {
                         // The task it just woke preempted it (wakeup preemption).
@@ -358,7 +353,6 @@ public enum PlanBuilder {
             plan.edges[e].poolOrdinals.append(state[resumed].wakesReceived)
             plan.edges[e].waits += 1
             plan.edges[e].waitPoolOrdinals.append(state[resumed].wakesReceived)
-            plan.edges[e].recordedSleeps.append(t > state[resumed].handOffTime ? t - state[resumed].handOffTime : 0)
             append(.wake(edge: e, target: state[resumed].program, rendezvous: plan.edges[e].waits), to: q)
             emitRun(resumed, upTo: t)
             append(.handOff(edge: e, count: plan.edges[e].count, recordedWake: offset(t)), to: resumed)

@@ -37,9 +37,6 @@ public struct WakeEdge: Equatable, Sendable {
     public var count: UInt32
     /// Wait atoms on this edge (waits of the wakee that these wakes end).
     public var waits: UInt32 = 0
-    /// For the n-th wait on this edge (index n − 1): how long the wakee had been asleep when
-    /// its wake came in the trace.
-    public var recordedSleeps: [UInt64] = []
     /// For the k-th wake on this edge (index k − 1): how many wakes the wakee had received
     /// from all its replayed wakers once this one came (pooled waits; not for spawn edges).
     public var poolOrdinals: [UInt32] = []
