@@ -145,6 +145,19 @@ private func grown<T>(_ old: UnsafeMutablePointer<T>, count: Int, capacity: Int)
     return new
 }
 
+/// Makes `table[0...i]` valid: doubles `capacity` (moving the table) until it holds index `i`,
+/// then fills the new elements from `count` to `i` with `fresh`.
+private func extend<T>(_ table: inout UnsafeMutablePointer<T>, count: inout Int, capacity: inout Int, through i: Int, with fresh: T) {
+    if i >= capacity {
+        var c = capacity
+        while c <= i { c *= 2 }
+        table = grown(table, count: count, capacity: c)
+        capacity = c
+    }
+    (table + count).initialize(repeating: fresh, count: i + 1 - count)
+    count = i + 1
+}
+
 /// The state encoder and decoder of one chunk share: op ranks with their time predictions,
 /// per-CPU and per-task memories, number statistics, previous event. `reset` starts a chunk.
 ///
@@ -246,15 +259,8 @@ struct ChunkModel {
 
     private mutating func addCPUs(through i: Int) -> UnsafeMutablePointer<CPUMemory>? {
         guard i < Self.memoryLimit else { return nil }
-        if i >= cpuCapacity {
-            var capacity = cpuCapacity
-            while capacity <= i { capacity *= 2 }
-            cpuTable = grown(cpuTable, count: cpuCount, capacity: capacity)
-            storage.cpus = cpuTable
-            cpuCapacity = capacity
-        }
-        (cpuTable + cpuCount).initialize(repeating: CPUMemory(), count: i + 1 - cpuCount)
-        cpuCount = i + 1
+        extend(&cpuTable, count: &cpuCount, capacity: &cpuCapacity, through: i, with: CPUMemory())
+        storage.cpus = cpuTable
         return cpuTable + i
     }
 
@@ -267,15 +273,8 @@ struct ChunkModel {
 
     private mutating func addTasks(through i: Int) -> UnsafeMutablePointer<TaskMemory>? {
         guard i < Self.memoryLimit else { return nil }
-        if i >= taskCapacity {
-            var capacity = taskCapacity
-            while capacity <= i { capacity *= 2 }
-            taskTable = grown(taskTable, count: taskCount, capacity: capacity)
-            storage.tasks = taskTable
-            taskCapacity = capacity
-        }
-        (taskTable + taskCount).initialize(repeating: TaskMemory(), count: i + 1 - taskCount)
-        taskCount = i + 1
+        extend(&taskTable, count: &taskCount, capacity: &taskCapacity, through: i, with: TaskMemory())
+        storage.tasks = taskTable
         return taskTable + i
     }
 
