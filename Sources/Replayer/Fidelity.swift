@@ -23,8 +23,16 @@ public struct FidelityReport: Codable, Sendable {
 
     public var original: String
     public var replay: String
-    /// Σ |CPU replay − CPU original| / Σ CPU original over matched tasks.
+    /// Σ |CPU replay − CPU original| / Σ CPU original over matched tasks. A task's CPU time is
+    /// what the kernel charged it (`sched_stat_runtime`) when both recordings have those
+    /// reports for it, else the sum of its run intervals (`cpuBasis`).
     public var cpuWeightedAbsoluteError: Double
+    /// `charged` (every matched task compared on kernel-charged CPU time), `intervals` (none
+    /// had runtime reports on both sides) or `mixed`.
+    public var cpuBasis: String?
+    /// The same error over run intervals only (switch-in to switch-out, switch-ins the
+    /// kernel did not log inferred): what the trace shows of when each task was on a CPU.
+    public var cpuIntervalWeightedAbsoluteError: Double?
     /// Σ |sleeps replay − sleeps original| / Σ sleeps original.
     public var sleepCountError: Double
     /// Weighted Jaccard similarity of the waker → wakee count vectors (1 = identical).
@@ -178,6 +186,7 @@ extension FidelityReport {
                 let tid = f.tidOf[s.task.intValue]
                 var acc = out[tid] ?? TaskSummary(task: s.task)
                 acc.cpuNanoseconds += s.cpuNanoseconds
+                acc.reportedRuntimeNanoseconds += s.reportedRuntimeNanoseconds
                 acc.sleeps += s.sleeps
                 acc.wakeups += s.wakeups
                 out[tid] = acc
@@ -188,16 +197,23 @@ extension FidelityReport {
         let commOf = Dictionary(o.tidOf.enumerated().map { ($0.element, o.comm[$0.offset]) }, uniquingKeysWith: { a, _ in a })
         var tasks: [Task] = []
         var cpuDiff = 0.0, cpuTotal = 0.0, sleepDiff = 0.0, sleepTotal = 0.0
+        var intervalDiff = 0.0, intervalTotal = 0.0, charged = 0
         for (ot, rt) in pairs {
             let a = oTasks[ot] ?? TaskSummary(task: .idle), b = rTasks[rt] ?? TaskSummary(task: .idle)
-            cpuDiff += abs(Double(b.cpuNanoseconds) - Double(a.cpuNanoseconds))
-            cpuTotal += Double(a.cpuNanoseconds)
+            let useCharged = a.reportedRuntimeNanoseconds > 0 && b.reportedRuntimeNanoseconds > 0
+            if useCharged { charged += 1 }
+            let cpuA = useCharged ? a.reportedRuntimeNanoseconds : a.cpuNanoseconds
+            let cpuB = useCharged ? b.reportedRuntimeNanoseconds : b.cpuNanoseconds
+            cpuDiff += abs(Double(cpuB) - Double(cpuA))
+            cpuTotal += Double(cpuA)
+            intervalDiff += abs(Double(b.cpuNanoseconds) - Double(a.cpuNanoseconds))
+            intervalTotal += Double(a.cpuNanoseconds)
             sleepDiff += abs(Double(b.sleeps) - Double(a.sleeps))
             sleepTotal += Double(a.sleeps)
             tasks.append(Task(
                 originalTid: ot, replayTid: rt, comm: commOf[ot] ?? "?",
-                originalCPUNanoseconds: a.cpuNanoseconds, replayCPUNanoseconds: b.cpuNanoseconds,
-                cpuError: a.cpuNanoseconds > 0 ? (Double(b.cpuNanoseconds) - Double(a.cpuNanoseconds)) / Double(a.cpuNanoseconds) : 0,
+                originalCPUNanoseconds: cpuA, replayCPUNanoseconds: cpuB,
+                cpuError: cpuA > 0 ? (Double(cpuB) - Double(cpuA)) / Double(cpuA) : 0,
                 originalSleeps: a.sleeps, replaySleeps: b.sleeps,
                 sleepError: a.sleeps > 0 ? (Double(b.sleeps) - Double(a.sleeps)) / Double(a.sleeps) : 0,
                 originalWakeups: a.wakeups, replayWakeups: b.wakeups))
@@ -222,6 +238,8 @@ extension FidelityReport {
         return FidelityReport(
             original: originalPath, replay: replayPath,
             cpuWeightedAbsoluteError: cpuTotal > 0 ? cpuDiff / cpuTotal : 0,
+            cpuBasis: charged == pairs.count ? "charged" : charged == 0 ? "intervals" : "mixed",
+            cpuIntervalWeightedAbsoluteError: intervalTotal > 0 ? intervalDiff / intervalTotal : 0,
             sleepCountError: sleepTotal > 0 ? sleepDiff / sleepTotal : 0,
             edgeSimilarity: maxSum > 0 ? minSum / maxSum : 1,
             makespanRatio: oMake > 0 ? Double(rMake) / Double(oMake) : 0,

@@ -158,7 +158,10 @@ public enum PlanBuilder {
 
         // MARK: Pass 2
 
-        /// CPU time `task` spent running between `from` and `to` (trace time).
+        /// CPU time `task` used between `from` and `to` (trace time). Where the kernel reported
+        /// what it charged for a run, that is the run's CPU time (what the replay's burn on the
+        /// thread CPU clock reproduces); what it charged beyond the interval (the wakeup of an
+        /// idle CPU, charged before the switch-in) belongs to the part the run starts with.
         mutating func cpu(_ task: Int, from: UInt64, to: UInt64) -> UInt64 {
             guard to > from else { return 0 }
             var total: UInt64 = 0
@@ -167,9 +170,21 @@ public enum PlanBuilder {
             while i < intervals.count && intervals[i].end <= from { i += 1 }
             state[task].cursor = i
             while i < intervals.count && intervals[i].start < to {
-                let s = max(intervals[i].start, from)
-                let e = min(intervals[i].end, to)
-                if e > s { total += e - s }
+                let run = intervals[i]
+                let s = max(run.start, from)
+                let e = min(run.end, to)
+                var part = e > s ? e - s : 0
+                if run.chargedNanoseconds > 0 {
+                    let length = run.length
+                    if run.chargedNanoseconds >= length {
+                        if s == run.start { part += run.chargedNanoseconds - length }
+                    } else if length > 0 {
+                        // Charged less than the interval (an inferred start placed early):
+                        // scale, so that the parts still add up to the charge.
+                        part = UInt64(Double(part) * Double(run.chargedNanoseconds) / Double(length))
+                    }
+                }
+                total += part
                 i += 1
             }
             return total

@@ -9,9 +9,18 @@ public struct RunInterval: Equatable, Sendable {
     public var endState: TaskState?
     /// True when the switch-in was not in the trace and `start` was inferred.
     public var startInferred: Bool
+    /// CPU time the kernel charged for this run (`sched_stat_runtime` reports while it ran),
+    /// 0 when the trace has none. It can exceed `length`: a task woken onto an idle CPU is
+    /// charged from the wakeup, before its switch-in (tens of µs on a VM whose idle CPU halts).
+    public var chargedNanoseconds: UInt64 = 0
 
     /// `end − start`, 0 when a damaged trace put them out of order.
     public var length: UInt64 { end > start ? end - start : 0 }
+
+    /// The CPU time of this run: what the kernel charged when the trace has runtime reports,
+    /// else the interval's length. The thread CPU clock and `/proc/PID/schedstat` count it
+    /// the same way, and so does `perf sched latency`.
+    public var cpuNanoseconds: UInt64 { chargedNanoseconds > 0 ? chargedNanoseconds : length }
 }
 
 /// Rebuilds run intervals from switch events, inferring switch-ins the kernel did not log.
@@ -98,7 +107,8 @@ public struct RunTracker {
                         start = min(start, t)
                     }
                 }
-                ended = RunInterval(task: prev, cpu: event.cpu, start: start, end: t, endState: prevState, startInferred: inferred)
+                ended = RunInterval(task: prev, cpu: event.cpu, start: start, end: t, endState: prevState, startInferred: inferred,
+                                    chargedNanoseconds: runtimeSince[p])
                 runtimeSince[p] = 0
                 lastRunEnd[p] = t
                 lastRunCPU[p] = event.cpu.rawValue
@@ -131,14 +141,15 @@ public struct RunTracker {
         for (c, state) in cpus.enumerated() where state.known && !state.current.isIdle {
             open.insert(state.current.intValue)
             run(RunInterval(task: state.current, cpu: CPU(min(c, Int(UInt32.max))), start: state.since, end: max(lastTimestamp, state.since),
-                            endState: nil, startInferred: false))
+                            endState: nil, startInferred: false, chargedNanoseconds: runtimeSince[state.current.intValue]))
+            runtimeSince[state.current.intValue] = 0
         }
         for p in runtimeSince.indices where runtimeSince[p] > 0 && !open.contains(p) {
             let end = lastRuntimeAt[p]
             let start = min(max(end - min(runtimeSince[p], end), lastRunEnd[p]), end)
             inferredSwitchIns += 1
             run(RunInterval(task: TaskIndex(p), cpu: CPU(rawValue: lastRunCPU[p] == UInt32.max ? 0 : lastRunCPU[p]),
-                            start: start, end: end, endState: nil, startInferred: true))
+                            start: start, end: end, endState: nil, startInferred: true, chargedNanoseconds: runtimeSince[p]))
             runtimeSince[p] = 0
         }
     }

@@ -39,7 +39,15 @@ struct Fidelity: ParsableCommand {
             }
             print("fidelity of \(replay) against \(original): \(report.matchedTasks) tasks matched"
                   + (report.missingTasks.isEmpty ? "" : ", \(report.missingTasks.count) missing from the replay recording"))
-            print("  CPU time, weighted absolute error:  \(percent(report.cpuWeightedAbsoluteError))")
+            let basis = switch report.cpuBasis {
+            case "charged": "charged by the kernel (sched_stat_runtime)"
+            case "mixed": "charged by the kernel where both traces report it, else run intervals"
+            default: "run intervals"
+            }
+            print("  CPU time, weighted absolute error:  \(percent(report.cpuWeightedAbsoluteError))  (\(basis))")
+            if report.cpuBasis != "intervals", let e = report.cpuIntervalWeightedAbsoluteError {
+                print("    over run intervals only:          \(percent(e))")
+            }
             print("  sleep count error:                  \(percent(report.sleepCountError))")
             print("  waker → wakee edge similarity:      \(String(format: "%.4f", report.edgeSimilarity))")
             print("  makespan ratio (replay/original):   \(String(format: "%.3f", report.makespanRatio))  "

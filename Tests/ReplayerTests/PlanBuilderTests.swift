@@ -163,6 +163,26 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
         #expect(pb.atoms == [.wait(edge: 0, count: 1, recordedWake: 10_000), .run(nanoseconds: 70_000)])
     }
 
+    @Test func runsAreWhatTheKernelChargedWithTheWakeupCostAtTheirStart() {
+        // b, woken onto an idle CPU at 10 µs, switches in at 40 µs and is charged from the
+        // wakeup: 30 µs before its switch-in plus its 60 µs on the CPU. It wakes a at 70 µs
+        // (a cut 30 µs into the run) and blocks at 100 µs.
+        var s = TraceScript()
+        let a = s.task("a"), b = s.task("b")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(5, .switchTask(prev: a, prevState: .sleeping, next: .idle))
+        s.at(10, .waking(waker: nil, target: b, targetCPU: CPU(1), context: .hardIRQ))
+        s.at(40, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(70, cpu: 1, .waking(waker: b, target: a, targetCPU: CPU(0), context: .task))
+        s.at(100, cpu: 1, .runtime(task: b, nanoseconds: 90_000))
+        s.at(100, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+        let pb = program(s.plan(), "b")
+        #expect(pb.recordedCPUNanoseconds == 90_000)
+        // The 30 µs charged before the switch-in go with the part before the wake.
+        #expect(pb.atoms == [.sleepUntil(offset: 10_000, unmatched: false), .run(nanoseconds: 60_000),
+                             .wake(edge: 0, target: 0, rendezvous: 1), .run(nanoseconds: 30_000)])
+    }
+
     @Test func missingSwitchInWithoutRuntimeStartsAtWakeup() {
         var s = TraceScript()
         let a = s.task("a"), b = s.task("b")

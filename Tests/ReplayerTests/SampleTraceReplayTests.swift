@@ -96,6 +96,9 @@ func bareSleepCycleCPU() -> UInt64 {
         let report = try FidelityReport.compute(originalPath: trace, replayPath: output, map: session.lastMap)
         #expect(report.matchedTasks == session.plan.programs.count)
         #expect(report.missingTasks.isEmpty)
+        // Both recordings have sched_stat_runtime: CPU time is compared as the kernel charged it.
+        #expect(report.cpuBasis == "charged")
+        #expect(report.cpuIntervalWeightedAbsoluteError.map { $0 >= 0 && $0 < 1 } == true)
         // Loose bounds: a shared, noisy 2-CPU machine (the targets are measured by bench/replay-fidelity.sh).
         #expect(report.cpuWeightedAbsoluteError < 0.15, "CPU error \(report.cpuWeightedAbsoluteError)")
         #expect(report.edgeSimilarity > 0.3, "edge similarity \(report.edgeSimilarity)")
