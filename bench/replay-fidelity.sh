@@ -9,7 +9,10 @@
 #   2. replayctl replay orig.rpl --warmup 1 --runs 1 --record-self ours.rpl --map ours.json,
 #   3. replayctl record -o perf.rpl -- perf sched replay -i perf.data -r 1,
 #      with a map from perf's task list (task N = the N-th thread perf creates),
-#   4. replayctl fidelity orig.rpl ours.rpl / perf.rpl --json, over the workload's tasks only.
+#   4. replayctl fidelity orig.rpl ours.rpl / perf.rpl --json, over the workload's tasks only,
+#   5. the noise floor: the workload recorded a second time the same way (rerun.rpl), its
+#      tasks matched to the first run's by command name in order of creation, and
+#      `fidelity orig.rpl rerun.rpl`: how far the workload is from itself on this machine.
 # Prints one table row per workload with the medians over the rounds. Raw JSON stays in
 # bench/out/fidelity/ (OUT=dir to change). REPLAY_ARGS="--wake-order hold" passes options to
 # replayctl replay; REPLAY_ONLY=1 re-replays the traces already in OUT (no new recording,
@@ -37,6 +40,9 @@ for w in "${workloads[@]}"; do
     if [ "$name" = pipe-pingpong ]; then export LOOPS=$LOOPS_PIPE; else unset LOOPS; fi
     if [ -z "${REPLAY_ONLY:-}" ]; then
       perf sched record -q -o "$d/perf.data" -- "$bin" record -q -o "$d/orig.rpl" -- "$w" >/dev/null 2>"$d/record.log" || true
+      # The noise floor: the same workload recorded again the same way, compared with the first.
+      perf sched record -q -o "$d/perf-rerun.data" -- "$bin" record -q -o "$d/rerun.rpl" -- "$w" >/dev/null 2>>"$d/record.log" || true
+      rm -f "$d/perf-rerun.data"
     fi
     # shellcheck disable=SC2086
     "$bin" replay "$d/orig.rpl" --warmup 1 --runs 1 --record-self "$d/ours.rpl" --map "$d/ours-map.json" \
@@ -62,9 +68,27 @@ for i, pid in enumerate(order):
     if str(pid) in ours["threads"] and i < len(threads):
         m[str(pid)] = threads[i]
 json.dump({"threads": m}, open(f"{d}/perf-map.json", "w"))
+# The rerun's tasks, matched to the replayed ones by command name in order of creation (tid).
+def tasks(path):
+    return sorted(json.loads(subprocess.check_output([".build/release/replayctl", "info", path, "--json", "--limit", "0"]))["tasks"],
+                  key=lambda t: t["tid"])
+try:
+    again = [t for t in tasks(f"{d}/rerun.rpl") if t["isRecorded"] and not t["isKernelThread"]]
+    m, used = {}, set()
+    for t in tasks(f"{d}/orig.rpl"):
+        if str(t["tid"]) not in ours["threads"]: continue
+        for i, u in enumerate(again):
+            if i not in used and u["comm"] == t["comm"]:
+                used.add(i); m[str(t["tid"])] = u["tid"]; break
+    json.dump({"threads": m}, open(f"{d}/rerun-map.json", "w"))
+except Exception:
+    pass
 EOF
     "$bin" fidelity "$d/orig.rpl" "$d/ours.rpl" --map "$d/ours-map.json" --json >"$d/ours-fidelity.json"
     "$bin" fidelity "$d/orig.rpl" "$d/perf.rpl" --map "$d/perf-map.json" --json >"$d/perf-fidelity.json" || echo '{}' >"$d/perf-fidelity.json"
+    if [ -f "$d/rerun-map.json" ]; then
+      "$bin" fidelity "$d/orig.rpl" "$d/rerun.rpl" --map "$d/rerun-map.json" --json >"$d/rerun-fidelity.json" || echo '{}' >"$d/rerun-fidelity.json"
+    fi
   done
 done
 
@@ -74,9 +98,11 @@ out, rounds, names = sys.argv[1], int(sys.argv[2]), [os.path.splitext(os.path.ba
 keys = [("cpuWeightedAbsoluteError", "CPU err", 100, "%"), ("sleepCountError", "sleep err", 100, "%"),
         ("edgeSimilarity", "edges", 1, ""), ("makespanRatio", "makespan", 1, "×"), ("wakeupLatencyKS", "lat KS", 1, "")]
 print(f"replay fidelity, medians of {rounds} rounds (CPU err and sleep err: lower is better; edges: 1 is best; makespan: 1× is best)")
-print(f"{'workload':16} {'tool':8} {'tasks':>5} " + " ".join(f"{k[1]:>10}" for k in keys))
+print("rerun: the workload itself recorded a second time, against the first (the noise floor)")
+label = {"ours": "replayctl", "perf": "perf", "rerun": "rerun"}
+print(f"{'workload':16} {'tool':9} {'tasks':>5} " + " ".join(f"{k[1]:>10}" for k in keys))
 for n in names:
-    for tool in ("ours", "perf"):
+    for tool in ("ours", "perf", "rerun"):
         rows = []
         for r in range(1, rounds + 1):
             p = f"{out}/{n}-{r}/{tool}-fidelity.json"
@@ -86,12 +112,12 @@ for n in names:
             except Exception:
                 pass
         if not rows:
-            print(f"{n:16} {'replayctl' if tool == 'ours' else 'perf':8} {'-':>5}  (no result)")
+            print(f"{n:16} {label[tool]:9} {'-':>5}  (no result)")
             continue
         cells = []
         for k, _, scale, unit in keys:
             v = statistics.median(x[k] * scale for x in rows)
             cells.append(f"{v:>9.2f}{unit or ' '}")
         tasks = statistics.median(x["matchedTasks"] for x in rows)
-        print(f"{n:16} {'replayctl' if tool == 'ours' else 'perf':8} {tasks:>5.0f} " + " ".join(cells))
+        print(f"{n:16} {label[tool]:9} {tasks:>5.0f} " + " ".join(cells))
 EOF
