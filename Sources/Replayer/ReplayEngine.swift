@@ -43,8 +43,8 @@ public struct ReplayOptions: Sendable {
 /// trace but has not yet reached that sleep in the replay.
 public enum WakeOrder: String, Sendable, CaseIterable, Codable {
     /// Keep running and deliver the wake as soon as the wakee blocks for it, or before the
-    /// waker itself blocks, sleeps, wakes that edge again or ends: the next write of a
-    /// producer wakes a consumer that went to sleep meanwhile.
+    /// waker itself blocks, sleeps or ends: the next write of a producer wakes a consumer
+    /// that went to sleep meanwhile. Later wakes to the same late wakee queue behind it.
     case deferred = "defer"
     /// Block the waker until the wakee has reached its wait, then wake it.
     case hold
@@ -206,11 +206,16 @@ public final class ReplayEngine: @unchecked Sendable {
         creplay_store64(shared.startTime, start)
         creplay_store32(shared.startWord, 1)
         _ = creplay_futex_wake(shared.startWord, Int32.max)
-        // Watch for Ctrl-C while the threads run.
-        while Int(creplay_load32(shared.doneWord)) < contexts.count {
-            let done = creplay_load32(shared.doneWord)
+        // Watch for Ctrl-C while the threads run, and deliver the deferred wakes that ended
+        // threads left behind as their wakees reach their waits.
+        while true {
+            let sequence = creplay_load32(shared.coordinatorWord)
+            for ctx in contexts where creplay_load32(shared.waiting(ctx.program)) == ThreadContext.BlockReason.ended.rawValue {
+                ctx.deliverArmedWakes()
+            }
+            if Int(creplay_load32(shared.doneWord)) >= contexts.count { break }
             if ReplayInterrupt.isRequested { shared.stop() }
-            _ = creplay_futex_wait(shared.doneWord, done, 100_000_000)
+            _ = creplay_futex_wait(shared.coordinatorWord, sequence, 100_000_000)
         }
         for t in threads { _ = creplay_thread_join(t) }
         if ReplayInterrupt.isRequested { throw ReplayError.interrupted }
@@ -274,7 +279,16 @@ final class SharedState: @unchecked Sendable {
     var startTime: UnsafeMutablePointer<UInt64> { (memory + 2 * Self.line).assumingMemoryBound(to: UInt64.self) }
     var stopWord: UnsafeMutablePointer<UInt32> { (memory + 3 * Self.line).assumingMemoryBound(to: UInt32.self) }
     var doneWord: UnsafeMutablePointer<UInt32> { (memory + 4 * Self.line).assumingMemoryBound(to: UInt32.self) }
-    static let controlLines = 5
+    /// Bumped (and the coordinating thread woken) when a thread ends, and when a wakee
+    /// reaches a wait whose deferred wake an ended thread left behind.
+    var coordinatorWord: UnsafeMutablePointer<UInt32> { (memory + 5 * Self.line).assumingMemoryBound(to: UInt32.self) }
+    static let controlLines = 6
+
+    /// Wakes the coordinating thread.
+    func nudgeCoordinator() {
+        _ = creplay_add32(coordinatorWord, 1)
+        _ = creplay_futex_wake(coordinatorWord, 1)
+    }
 
     init(programs: Int, edges: Int) {
         self.programs = programs
@@ -429,7 +443,7 @@ final class ThreadContext: @unchecked Sendable {
         execute(start: start)
         endTime = creplay_monotonic_ns()
         _ = creplay_add32(shared.doneWord, 1)
-        _ = creplay_futex_wake(shared.doneWord, 1)
+        shared.nudgeCoordinator()
     }
 
     func execute(start: UInt64) {
@@ -501,12 +515,9 @@ final class ThreadContext: @unchecked Sendable {
                         if order == .hold {
                             holdUntilArmed(armed, ordinal: ordinal, myFutex: myFutex)
                         } else {
-                            // A wake to the same wakee still pending goes now: its wakee is
-                            // late and will find it satisfied.
-                            if let i = pending.firstIndex(where: { $0.target == target }) {
-                                signal(edge: pending[i].edge, target: target)
-                                pending.remove(at: i)
-                            }
+                            // Another wake to the same wakee may still be pending (the wakee is
+                            // late): both stay queued and go in order, each when the wakee
+                            // reaches the wait it ended, so the wakee still sleeps for each.
                             heldWakes += 1
                             if spinUntilArmed(armed, ordinal) {
                                 signal(edge: edge, target: target)
@@ -524,9 +535,7 @@ final class ThreadContext: @unchecked Sendable {
                 _ = creplay_set_name(comm)
             }
         }
-        // Ending is not blocking: a wake still deferred waits for its wakee as a held wake
-        // does (a producer's last message wakes a consumer that sleeps for it).
-        holdPendingUntilArmed(myFutex: myFutex)
+        leavePendingWakes()
         cpuUsed = creplay_thread_cpu_ns() - cpuBase
     }
 
@@ -625,22 +634,18 @@ final class ThreadContext: @unchecked Sendable {
         return false
     }
 
-    /// Blocks until every deferred wake can be delivered, delivering each as its wakee arrives
-    /// (every wakee nudges the waker of the wait it enters).
-    func holdPendingUntilArmed(myFutex: UnsafeMutablePointer<UInt32>) {
-        let giveUp = creplay_monotonic_ns() + engine.options.waitTimeoutNanoseconds
-        let flag = shared.waiting(program)
-        while !pending.isEmpty && !shared.isStopped {
-            creplay_store32(flag, BlockReason.arrival.rawValue)
-            let sequence = creplay_load32(myFutex)
-            deliverArmedWakes()
-            if pending.isEmpty { break }
-            let now = creplay_monotonic_ns()
-            if now >= giveUp { timedOutWaits += 1; break }
-            _ = creplay_futex_wait(myFutex, sequence, min(giveUp - now, 1_000_000_000))
-        }
-        creplay_store32(flag, 0)
-        deliverPendingWakes()
+    /// Ends with deferred wakes still pending (their wakees are behind): hands them to the
+    /// coordinating thread, which delivers each when its wakee reaches the wait it ended (a
+    /// producer's last messages still wake consumers that sleep for them). Waiting for them
+    /// here would cost this thread a sleep and a wakeup per late wakee, which the trace does
+    /// not have. After the hand-over this thread no longer touches `pending`.
+    func leavePendingWakes() {
+        deliverArmedWakes()
+        if pending.isEmpty || shared.isStopped { return }
+        creplay_store32(shared.waiting(program), BlockReason.ended.rawValue)
+        // A wakee that arrived before the flag was set nudged nobody: the coordinator looks
+        // at every ended thread's wakes when woken.
+        shared.nudgeCoordinator()
     }
 
     /// Blocks until `armed` reaches `ordinal`: the wakee has entered the wait that this wake
@@ -662,6 +667,9 @@ final class ThreadContext: @unchecked Sendable {
         case wake = 1
         /// A wakee reaching its wait (a held or deferred wake).
         case arrival = 2
+        /// Not blocked: ended, its deferred wakes left to the coordinating thread, which a
+        /// wakee's arrival wakes instead.
+        case ended = 3
     }
 
     /// Blocks on this thread's futex word until `counter` reaches `target`, the run is
@@ -693,7 +701,12 @@ final class ThreadContext: @unchecked Sendable {
     @inline(__always) func nudge(_ p: Int, for reason: BlockReason) {
         let word = shared.futex(p)
         _ = creplay_add32(word, 1)
-        if creplay_load32(shared.waiting(p)) == reason.rawValue { _ = creplay_futex_wake(word, 1) }
+        let waiting = creplay_load32(shared.waiting(p))
+        if waiting == reason.rawValue {
+            _ = creplay_futex_wake(word, 1)
+        } else if reason == .arrival && waiting == BlockReason.ended.rawValue {
+            shared.nudgeCoordinator()
+        }
     }
 
     @inline(__always) func signal(edge: Int, target: Int) {

@@ -138,11 +138,13 @@ import TraceFormat
         var options = ReplayOptions()
         options.cpuScale = 3
         options.wakeOrder = order
-        // a's wake is held (or deferred, then held as a ends) until b reaches its wait. (b then usually blocks and is measured; on
+        // a's wake is held (or deferred, then left to the coordinating thread as a ends) until
+        // b reaches its wait. (b then usually blocks and is measured; on
         // a shared CPU the waker b releases may preempt b just before it blocks, so the wake
         // can also land as b arrives: either way it was never issued before b got there.)
         let held = try ReplayEngine(plan: plan, options: options).run(index: 0, warmup: false).run
         #expect(held.counts.heldWakes == 1)
+        #expect(held.counts.timedOutWaits == 0, "the wake reached b")
         #expect(held.counts.waitsAlreadySatisfied + held.wakeupLatency.count == 1)
         #expect(held.makespanNanoseconds >= 15_000_000)
         options.wakeOrder = .free
