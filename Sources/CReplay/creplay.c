@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -70,6 +71,11 @@ int creplay_set_name(const char *name) {
     strncpy(buffer, name, 15);
     buffer[15] = 0;
     return prctl(PR_SET_NAME, (unsigned long)buffer, 0, 0, 0) == 0 ? 0 : -errno;
+}
+
+long creplay_voluntary_switches(void) {
+    struct rusage usage;
+    return getrusage(RUSAGE_THREAD, &usage) == 0 ? usage.ru_nvcsw : -1;
 }
 
 int creplay_gettid(void) { return (int)syscall(SYS_gettid); }

@@ -499,6 +499,9 @@ final class ThreadContext: @unchecked Sendable {
                 var now = creplay_monotonic_ns()
                 if now >= deadline {
                     lateTimedSleeps += 1
+                    // The trace slept here: still sleep, as briefly as really blocks.
+                    deliverPendingWakes()
+                    sleepBriefly()
                     continue
                 }
                 deliverPendingWakes()
@@ -615,6 +618,17 @@ final class ThreadContext: @unchecked Sendable {
         }
         for w in pending { signal(edge: w.edge, target: w.target) }
         pending.removeAll(keepingCapacity: true)
+    }
+
+    /// Blocks once, as briefly as the kernel allows: a timed sleep of 5 µs, doubled until the
+    /// thread has really been switched out (a sleep that short can expire before it blocks).
+    func sleepBriefly() {
+        let switches = creplay_voluntary_switches()
+        var length: UInt64 = 5_000
+        repeat {
+            _ = creplay_sleep_until(creplay_monotonic_ns() + length)
+            length *= 2
+        } while switches >= 0 && creplay_voluntary_switches() == switches && length <= 1_000_000
     }
 
     /// Spins (yielding the CPU) up to `holdSpinNanoseconds` for `armed` to reach `ordinal`.

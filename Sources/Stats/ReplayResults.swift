@@ -113,7 +113,8 @@ public struct ReplayCounts: Equatable, Sendable, Codable {
     /// Waits that blocked and were woken (one latency sample each).
     public var waitsBlocked: UInt64 = 0
     public var timedSleeps: UInt64 = 0
-    /// Timed sleeps whose deadline had passed when the thread got there (the replay ran late).
+    /// Timed sleeps whose deadline had passed when the thread got there (the replay ran
+    /// late); each still sleeps, as briefly as really blocks.
     public var lateTimedSleeps: UInt64 = 0
     /// Waits turned into timed sleeps when the programs were built (waker not replayed).
     public var unmatchedWaits: UInt64 = 0

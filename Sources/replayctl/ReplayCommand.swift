@@ -249,7 +249,7 @@ struct ReplaySummary {
             lines.append("Hand-offs: \(yielded) resumed while yielding the CPU, \(blocked) had to block")
         }
         if counts.lateTimedSleeps > 0 {
-            lines.append("Timed sleeps reached after their deadline (the replay ran late): \(counts.lateTimedSleeps)")
+            lines.append("Timed sleeps reached after their deadline (the replay ran late; each slept as briefly as possible): \(counts.lateTimedSleeps)")
         }
         if counts.timedOutWaits > 0 {
             lines.append("WARNING: \(counts.timedOutWaits) waits timed out without their wake — the replay did not match the trace")

@@ -35,6 +35,8 @@ int creplay_set_timer_slack(unsigned long ns);
 int creplay_set_name(const char *name);
 /// gettid().
 int creplay_gettid(void);
+/// Voluntary context switches of the calling thread so far (getrusage RUSAGE_THREAD), or -1.
+long creplay_voluntary_switches(void);
 /// sched_getcpu().
 int creplay_getcpu(void);
 /// sched_setattr(tid, policy, nice, rt priority). Returns 0 or -errno.
