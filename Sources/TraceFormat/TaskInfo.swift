@@ -152,7 +152,7 @@ public struct TraceMetadata: Equatable, Sendable, Codable {
     /// A short reason for a decoding error: what was wrong and where.
     private static func reason(_ error: Error) -> String {
         func path(_ keys: [CodingKey]) -> String {
-            keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            keys.reduce("") { text, key in key.intValue.map { text + "[\($0)]" } ?? (text.isEmpty ? "" : text + ".") + key.stringValue }
         }
         switch error {
         case let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context),

@@ -128,19 +128,8 @@ import Testing
         var rng = SplitMix64(seed: 7)
         let written = try writeTrace(randomSteps(&rng, count: 300), to: dir.path("ok.rpl"), metadata: TraceMetadata(),
                                      finalMetadata: m, chunkEventLimit: 50)
-        // Break the action of the final metadata's request ("add" → "adz") and fix both CRCs,
-        // as a writer with a bug would.
-        var bytes = written.bytes
-        let final = try #require(blockOffsets(bytes).first { $0.type == BlockType.finalMetadata.rawValue })
-        let payloadStart = final.offset + RPLFormat.blockHeaderSize
-        var payload = Array(bytes[payloadStart..<payloadStart + final.length])
-        let needle = Array("\"add\"".utf8)
-        let at = try #require((0...(payload.count - needle.count)).first { Array(payload[$0..<$0 + needle.count]) == needle })
-        payload[at + 3] = UInt8(ascii: "z")
-        bytes.replaceSubrange(payloadStart..<payloadStart + final.length, with: payload)
-        func putLE(_ v: UInt32, at o: Int) { for k in 0..<4 { bytes[o + k] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(k))) } }
-        putLE(CRC32C.checksum(payload), at: final.offset + 8)
-        putLE(CRC32C.checksum(Array(bytes[final.offset..<final.offset + 12])), at: final.offset + 12)
+        // Break the action of the final metadata's request, as a writer with a bug would.
+        let bytes = try patchingFinalMetadata(written.bytes, replacing: "\"add\"", with: "\"adz\"")
         let path = dir.path("bad.rpl")
         try writeBytes(bytes, to: path)
         let reader = try TraceReader(path: path)
