@@ -32,6 +32,7 @@ public struct Anonymizer: Sendable {
     /// Metadata `extra` keys whose values describe the recording, not the user, and are kept.
     public static let keptExtraKeys: Set<String> = [
         "scope", "events", "bufferSizeKilobytesPerCPU", "reorderedEvents", "wakeContext", "pids", "instance",
+        "unattributedCPULatencyRequests",
     ]
 
     private let salt: [UInt8]

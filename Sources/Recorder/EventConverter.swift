@@ -67,6 +67,24 @@ final class EventConverter {
     var eventCount: UInt64 { writer.eventCount }
     /// Switch-ins inferred so far (the final count includes the end of the trace).
     var inferredSwitchIns: Int { tracker.inferredSwitchIns }
+    /// CPU latency QoS requests of recorded tasks, in time order (`TraceMetadata.cpuLatencyRequests`).
+    private(set) var cpuLatencyRequests: [CPULatencyRequest] = []
+    /// Removes that matched no active request and came from a kernel thread or were ambiguous.
+    private(set) var unattributedLatencyRemoves = 0
+    /// A CPU latency request active now, of any task: attribution needs them all.
+    private struct ActiveLatencyRequest {
+        var request: Int
+        var holderTid: Int32
+        var holderTgid: Int32
+        /// Index of the holder when it is recorded (its calls are kept), else nil.
+        var holder: TaskIndex?
+    }
+    /// In the order they were added.
+    private var activeLatency: [ActiveLatencyRequest] = []
+    private var lastLatencyRequest = 0
+    /// Tids seen exiting (cleared when the tid is forked again): a request whose holder
+    /// exited can be released later by a kernel thread.
+    private var exitedTids = Set<Int32>()
 
     /// - Parameters:
     ///   - recordedTids: tids (and tgids) of the tree at the start (tree scope).
@@ -161,6 +179,7 @@ final class EventConverter {
             // A command spawned by the recorder is registered before its fork event is seen.
             let registered = indexByTid[r.pid2] == nil && recordedTids.contains(r.pid2)
             let snapshot = snapshots?.take(r.pid2, forkedAt: r.timestamp)
+            if !exitedTids.isEmpty { exitedTids.remove(r.pid2) }
             // A fork always makes a new task, even when the tid was seen before (tids are reused).
             if indexByTid[r.pid2] != nil {
                 indexByTid[r.pid2] = nil
@@ -184,13 +203,105 @@ final class EventConverter {
             writer.updateTask(task) { $0.comm = comm }
             try emit(r, .exec(task: task, comm: comm))
         case .exit:
+            if !activeLatency.isEmpty { exitedTids.insert(r.pid1) }
             guard isRecorded(r.pid1) else { filteredRecords += 1; return }
             try emit(r, .exit(task: index(r.pid1, r.comm1)))
         case .migrate:
             guard isRecorded(r.pid1) else { filteredRecords += 1; return }
             let from = UInt32(truncatingIfNeeded: r.value >> 32), to = UInt32(truncatingIfNeeded: r.value)
             try emit(r, .migrate(task: index(r.pid1, r.comm1), from: CPU(rawValue: from), to: CPU(rawValue: to)))
+        case .latencyAdd, .latencyUpdate, .latencyRemove:
+            noteLatencyCall(r)
         }
+    }
+
+    // MARK: CPU latency QoS
+
+    /// Keeps a `pm_qos_*_request` call, attributed to a request (docs/format.md, "CPU latency
+    /// requests"). The kernel's events carry only the value: an add starts a request held by
+    /// its caller; an update or remove is matched to an active request by who called.
+    private func noteLatencyCall(_ r: RawRecord) {
+        let caller = r.commonPid
+        let value = Int32(truncatingIfNeeded: r.value)
+        switch r.kind {
+        case .latencyAdd:
+            let request = startLatencyRequest(holder: caller)
+            keepLatencyCall(r, .add, request, value: value)
+        case .latencyUpdate:
+            if let k = matchLatencyRequest(caller: caller, removing: false) {
+                keepLatencyCall(r, .update, activeLatency[k], value: value)
+            } else {
+                // Added before the recording started: held by its caller, it seems.
+                let request = startLatencyRequest(holder: caller)
+                keepLatencyCall(r, .update, request, value: value)
+            }
+        default:
+            if let k = matchLatencyRequest(caller: caller, removing: true) {
+                keepLatencyCall(r, .remove, activeLatency.remove(at: k), value: value)
+            } else {
+                unattributedLatencyRemoves += 1
+                // Kept under a new number (it changes nothing) when the caller is recorded.
+                lastLatencyRequest += 1
+                if isRecorded(caller) {
+                    let request = ActiveLatencyRequest(request: lastLatencyRequest, holderTid: caller, holderTgid: caller,
+                                                       holder: index(caller, Comm()))
+                    keepLatencyCall(r, .remove, request, value: value)
+                }
+            }
+        }
+    }
+
+    private func startLatencyRequest(holder tid: Int32) -> ActiveLatencyRequest {
+        lastLatencyRequest += 1
+        let facts = latencyCaller(tid)
+        let request = ActiveLatencyRequest(request: lastLatencyRequest, holderTid: tid, holderTgid: facts.tgid,
+                                           holder: tid != 0 && isRecorded(tid) ? index(tid, Comm()) : nil)
+        activeLatency.append(request)
+        return request
+    }
+
+    private func keepLatencyCall(_ r: RawRecord, _ action: CPULatencyRequest.Action, _ request: ActiveLatencyRequest, value: Int32) {
+        guard let holder = request.holder else { return }
+        cpuLatencyRequests.append(CPULatencyRequest(timestamp: r.timestamp, action: action, request: request.request,
+                                                    task: holder, tid: r.commonPid, valueMicroseconds: value))
+    }
+
+    /// The active request a call by `caller` acts on (index into `activeLatency`): one held by
+    /// the same thread, else the same process, else a process it descends from (a forked child
+    /// shares the open file); for a remove by a kernel thread (a deferred release), the only
+    /// request whose holder exited, else the only active one. Among several, the latest added.
+    private func matchLatencyRequest(caller: Int32, removing: Bool) -> Int? {
+        if activeLatency.isEmpty { return nil }
+        if let k = activeLatency.lastIndex(where: { $0.holderTid == caller }) { return k }
+        let facts = latencyCaller(caller)
+        if let k = activeLatency.lastIndex(where: { $0.holderTgid == facts.tgid }) { return k }
+        if let k = activeLatency.lastIndex(where: { facts.ancestors.contains($0.holderTgid) }) { return k }
+        guard removing, facts.isKernel else { return nil }
+        let exited = activeLatency.indices.filter { exitedTids.contains(activeLatency[$0].holderTid) }
+        if exited.count == 1 { return exited[0] }
+        if exited.isEmpty && activeLatency.count == 1 { return 0 }
+        return nil
+    }
+
+    /// Process, ancestor processes and kind of the task `tid`: from the task table when it is
+    /// there, else from /proc.
+    private func latencyCaller(_ tid: Int32) -> (tgid: Int32, ancestors: Set<Int32>, isKernel: Bool) {
+        if tid == 0 { return (0, [], true) }
+        if let i = indexByTid[tid] {
+            let t = writer.task(i)
+            var ancestors = Set<Int32>()
+            var parent = t.parent
+            var depth = 0
+            while let p = parent, !p.isIdle, depth < 256 {
+                let pt = writer.task(p)
+                ancestors.insert(pt.tgid)
+                parent = pt.parent
+                depth += 1
+            }
+            return (t.tgid, ancestors, t.isKernelThread)
+        }
+        let live = lookup(tid)
+        return (live?.tgid ?? tid, live.map { [$0.ppid] } ?? [], live?.isKernelThread ?? false)
     }
 
     /// Final count of inferred switch-ins, including runs still open at the end.

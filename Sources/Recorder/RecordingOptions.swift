@@ -23,6 +23,9 @@ public struct RecordingOptions: Sendable {
     public var bufferSizeKilobytes: Int = 4096
     /// Record `sched_stat_runtime` (exact CPU time; recovers switch-ins the kernel does not log).
     public var recordRuntime: Bool = true
+    /// Record the CPU latency QoS requests (`power/pm_qos_*_request`, `/dev/cpu_dma_latency`)
+    /// when the kernel has those events: a replay reproduces them.
+    public var recordCPULatency: Bool = true
     /// Nice value of the reader threads (negative needs root; keeps them from being starved).
     public var readerNice: Int32 = -10
     /// How long a reader sleeps after finding its buffer empty.
@@ -93,6 +96,8 @@ public struct RecordingSummary: Sendable {
     public var reapedInstances: [String]
     /// Things the user should know (priority not raised, clamped timestamps, …).
     public var warnings: [String]
+    /// CPU latency QoS calls kept (`TraceMetadata.cpuLatencyRequests`); nil when they were not traced.
+    public var cpuLatencyCalls: Int? = nil
 
     /// File bytes per event.
     public var bytesPerEvent: Double { events > 0 ? Double(fileBytes) / Double(events) : 0 }

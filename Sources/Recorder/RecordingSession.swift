@@ -67,6 +67,12 @@ public final class RecordingSession: @unchecked Sendable {
         reapedInstances = TraceInstance.reapStale()
         var kinds: [RawKind] = [.switchTask, .waking, .wakeupNew, .fork, .exec, .exit, .migrate]
         if options.recordRuntime { kinds.append(.runtime) }
+        // Kernels without CPU latency QoS tracing are recorded without it.
+        let eventsDirectory = "\(tracingDirectory)/events"
+        if options.recordCPULatency,
+           RawKind.cpuLatencyKinds.allSatisfy({ access("\(eventsDirectory)/\($0.qualifiedName)/format", R_OK) == 0 }) {
+            kinds += RawKind.cpuLatencyKinds
+        }
         self.kinds = kinds
         decoder = try SchedDecoder(tracingDirectory: tracingDirectory, kinds: kinds)
         let n = sessionCounter.wrappingAdd(1, ordering: .relaxed).newValue
@@ -95,7 +101,7 @@ public final class RecordingSession: @unchecked Sendable {
         self.instance = instance
         try instance.write("trace_clock", "mono")
         try instance.setBufferSize(kilobytes: options.bufferSizeKilobytes)
-        for kind in kinds { try instance.enable(event: kind.eventName) }
+        for kind in kinds { try instance.enable(system: kind.system, event: kind.eventName) }
 
         // Who is recorded.
         var scope = RecordingScope.tree
@@ -304,6 +310,13 @@ public final class RecordingSession: @unchecked Sendable {
                 metadata.extra["reorderedEvents"] = String(converter.reorderedEvents)
             }
             metadata.firstTimestamp = converter.firstTimestamp ?? 0
+            if kinds.contains(.latencyAdd) {
+                metadata.cpuLatencyRequests = converter.cpuLatencyRequests
+                if converter.unattributedLatencyRemoves > 0 {
+                    warnings.append("\(converter.unattributedLatencyRemoves) CPU latency QoS removes could not be matched to the request they ended")
+                    metadata.extra["unattributedCPULatencyRequests"] = String(converter.unattributedLatencyRemoves)
+                }
+            }
         }
         metadata.lastTimestamp = max(metadata.firstTimestamp, lastWrittenTimestamp())
         metadata.durationNanoseconds = stopMonotonic &- startMonotonic
@@ -320,10 +333,12 @@ public final class RecordingSession: @unchecked Sendable {
         }
         RecordingSignals.forward(to: 0)
         if let failure { throw failure }
-        return RecordingSummary(path: options.outputPath, events: writer?.eventCount ?? 0, fileBytes: writer?.bytesWritten ?? 0,
+        var summary = RecordingSummary(path: options.outputPath, events: writer?.eventCount ?? 0, fileBytes: writer?.bytesWritten ?? 0,
                                 lostEvents: lost, inferredSwitchIns: UInt64(inferred), durationNanoseconds: metadata.durationNanoseconds,
                                 tasks: tasks, recordedTasks: recordedTasks, exitStatus: status, readerCPUNanoseconds: readerCPU,
                                 recordsDecoded: decoded, rawBytesRead: rawBytes, reapedInstances: reapedInstances, warnings: warnings)
+        summary.cpuLatencyCalls = metadata.cpuLatencyRequests?.count
+        return summary
     }
 
     private func lastWrittenTimestamp() -> UInt64 { converter?.lastWritten ?? 0 }

@@ -1,8 +1,13 @@
 import Foundation
 
-/// The scheduler events the recorder enables, in `events/sched/`.
+/// The trace events the recorder enables: the scheduler's (`events/sched/`) and, where the
+/// kernel has them, the CPU latency QoS requests (`events/power/`).
 enum RawKind: UInt8, CaseIterable, Sendable {
     case switchTask = 1, waking, wakeupNew, fork, exec, exit, migrate, runtime
+    case latencyAdd, latencyUpdate, latencyRemove
+
+    /// The CPU latency QoS events (`cpu_latency_qos_add/update/remove_request`).
+    static let cpuLatencyKinds: [RawKind] = [.latencyAdd, .latencyUpdate, .latencyRemove]
 
     var eventName: String {
         switch self {
@@ -14,8 +19,22 @@ enum RawKind: UInt8, CaseIterable, Sendable {
         case .exit: "sched_process_exit"
         case .migrate: "sched_migrate_task"
         case .runtime: "sched_stat_runtime"
+        case .latencyAdd: "pm_qos_add_request"
+        case .latencyUpdate: "pm_qos_update_request"
+        case .latencyRemove: "pm_qos_remove_request"
         }
     }
+
+    /// The event's directory under `events/`.
+    var system: String {
+        switch self {
+        case .latencyAdd, .latencyUpdate, .latencyRemove: "power"
+        default: "sched"
+        }
+    }
+
+    /// `system/event`, as tracefs names it.
+    var qualifiedName: String { "\(system)/\(eventName)" }
 }
 
 /// A task name of up to 15 bytes, kept inline so decoding allocates nothing.
@@ -51,6 +70,7 @@ struct Comm: Equatable, Sendable {
 /// | exit | pid | – | – | comm | – |
 /// | migrate | pid | – | orig_cpu << 32 \| dest_cpu | comm | – |
 /// | runtime | pid | – | runtime (ns) | comm | – |
+/// | latencyAdd/Update/Remove | – | – | value (µs, s32) | – | – |
 struct RawRecord: Sendable {
     var timestamp: UInt64
     var kind: RawKind
@@ -72,12 +92,12 @@ enum CommField: Sendable {
     case dynamic(offset: Int, relative: Bool)
 }
 
-/// Decodes raw ring-buffer records of the sched events with field offsets looked up once from
+/// Decodes raw ring-buffer records of the recorded events with field offsets looked up once from
 /// the kernel's format files (they differ between kernels: never hard-coded).
 struct SchedDecoder: Sendable {
     /// `kindByID[id]` is the kind's raw value, 0 for events not decoded.
     private var kindByID: [UInt8] = Array(repeating: 0, count: 65536)
-    private var minimumSize: [Int] = Array(repeating: 0, count: 9)
+    private var minimumSize: [Int] = Array(repeating: 0, count: RawKind.allCases.count + 1)
     private var typeOffset = 0, flagsOffset = 2, pidOffset = 4
     // sched_switch
     private var swPrevComm = 0, swPrevPid = 0, swPrevState = 0, swPrevStateSize = 8, swNextComm = 0, swNextPid = 0
@@ -94,16 +114,19 @@ struct SchedDecoder: Sendable {
     private var mgComm = CommField.fixed(offset: 0), mgPid = 0, mgOrig = 0, mgDest = 0
     // sched_stat_runtime
     private var rtComm = CommField.fixed(offset: 0), rtPid = 0, rtRuntime = 0
+    // pm_qos_*_request (one layout each; the same on every kernel seen, but looked up anyway)
+    private var latencyValue: [RawKind: Int] = [:]
     /// The event ids this decoder knows, by kind.
     private(set) var ids: [RawKind: UInt16] = [:]
 
-    /// Loads the layouts from `<tracingDir>/events/sched/*/format`.
-    /// - Parameter kinds: the events to decode (sched_stat_runtime may be left out).
+    /// Loads the layouts from `<tracingDir>/events/<system>/<event>/format`.
+    /// - Parameter kinds: the events to decode (sched_stat_runtime and the pm_qos events may
+    ///   be left out).
     /// - Throws: `RecorderError.badEventFormat` when a file is missing or unexpected.
     init(tracingDirectory: String, kinds: [RawKind]) throws {
         var layouts: [RawKind: (EventLayout, String)] = [:]
         for kind in kinds {
-            let path = "\(tracingDirectory)/events/sched/\(kind.eventName)/format"
+            let path = "\(tracingDirectory)/events/\(kind.qualifiedName)/format"
             guard let text = readSmallFile(path) else {
                 throw RecorderError.badEventFormat(path: path, reason: "cannot read it (\(errnoText())); is the event compiled into this kernel?")
             }
@@ -167,6 +190,8 @@ struct SchedDecoder: Sendable {
                 mgComm = try str("comm"); mgPid = try int("pid"); mgOrig = try int("orig_cpu"); mgDest = try int("dest_cpu")
             case .runtime:
                 rtComm = try str("comm"); rtPid = try int("pid"); rtRuntime = try int("runtime", [8])
+            case .latencyAdd, .latencyUpdate, .latencyRemove:
+                latencyValue[kind] = try int("value")
             }
             kindByID[Int(l.id)] = kind.rawValue
             minimumSize[Int(kind.rawValue)] = fieldEnds.max() ?? 0
@@ -210,6 +235,8 @@ struct SchedDecoder: Sendable {
         case .runtime:
             r.pid1 = i32(rtPid); r.value = p.loadUnaligned(fromByteOffset: rtRuntime, as: Int64.self)
             r.comm1 = Self.comm(p, rtComm, size: size)
+        case .latencyAdd, .latencyUpdate, .latencyRemove:
+            r.pid1 = r.commonPid; r.value = Int64(i32(latencyValue[kind] ?? 0))
         }
         return r
     }

@@ -56,11 +56,11 @@ final class TraceInstance {
     /// Reads the instance's `file` (nil if it cannot).
     func read(_ file: String) -> String? { readSmallFile("\(directory)/\(file)") }
 
-    /// Enables `sched/<event>` in this instance.
-    func enable(event: String) throws {
+    /// Enables `<system>/<event>` in this instance (`tracefs_event_enable`).
+    func enable(system: String, event: String) throws {
         guard let p = pointer else { throw RecorderError.invalidState("instance \(name) already destroyed") }
-        if tracefs_event_enable(p, "sched", event) < 0 {
-            throw tracefsFailure("tracefs_event_enable(sched/\(event))", path: directory)
+        if tracefs_event_enable(p, system, event) < 0 {
+            throw tracefsFailure("tracefs_event_enable(\(system)/\(event))", path: directory)
         }
     }
 

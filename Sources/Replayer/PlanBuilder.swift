@@ -77,16 +77,18 @@ public enum PlanBuilder {
         try reader.forEachEvent { builder.trackRuns($0) }
         builder.finishRuns()
         try reader.forEachEvent { builder.feed($0) }
-        return builder.finish()
+        return builder.finish(cpuLatencyRequests: reader.metadata.cpuLatencyRequests ?? [], selection: selection)
     }
 
     /// Builds the plan from events in memory (tests, imports).
-    public static func build(events: [Event], tasks: [TaskInfo], selection: Set<TaskIndex>) -> ReplayPlan {
+    /// - Parameter cpuLatencyRequests: the trace's CPU latency QoS calls (`TraceMetadata.cpuLatencyRequests`).
+    public static func build(events: [Event], tasks: [TaskInfo], selection: Set<TaskIndex>,
+                             cpuLatencyRequests: [CPULatencyRequest] = []) -> ReplayPlan {
         var builder = Builder(tasks: tasks, selection: selection)
         for e in events { builder.trackRuns(e) }
         builder.finishRuns()
         for e in events { builder.feed(e) }
-        return builder.finish()
+        return builder.finish(cpuLatencyRequests: cpuLatencyRequests, selection: selection)
     }
 
     struct TaskState {
@@ -381,7 +383,10 @@ public enum PlanBuilder {
             state[task].boundary = max(state[task].boundary, t)
         }
 
-        mutating func finish() -> ReplayPlan {
+        /// - Parameter cpuLatencyRequests: the trace's CPU latency QoS calls; those on requests
+        ///   of the selected tasks become the plan's `cpuLatency` (offsets from `traceStart`).
+        mutating func finish(cpuLatencyRequests: [CPULatencyRequest] = [], selection: Set<TaskIndex> = []) -> ReplayPlan {
+            plan.cpuLatency = CPULatencyTimeline.holds(of: cpuLatencyRequests, tasks: selection, origin: plan.traceStart)
             var last: UInt64 = plan.traceStart
             for i in state.indices where state[i].program >= 0 {
                 if !state[i].exited {

@@ -35,6 +35,11 @@ public struct ReplayOptions: Sendable {
     /// How long a hand-off yields the CPU for its wake before it blocks (the wakee's run,
     /// recorded between the preemption and its block, plus a margin).
     public var handOffSpinNanoseconds: UInt64 = 50_000
+    /// Hold the CPU latency limits the trace's requests held (`ReplayPlan.cpuLatency`), at
+    /// the same offsets, through `/dev/cpu_dma_latency` (`--no-pm-qos` turns it off).
+    public var applyCPULatency = true
+    /// The CPU latency QoS device (another path only in tests).
+    public var cpuLatencyDevicePath = "/dev/cpu_dma_latency"
 
     public init() {}
 }
@@ -58,6 +63,8 @@ public enum ReplayError: Error, CustomStringConvertible, Equatable {
     case threadCreation(index: Int, comm: String, errno: Int32)
     case nothingToReplay(String)
     case interrupted
+    /// The recorded CPU latency limit cannot be held (the replay goes on without it).
+    case cpuLatency(String)
 
     public var description: String {
         switch self {
@@ -69,6 +76,8 @@ public enum ReplayError: Error, CustomStringConvertible, Equatable {
             "nothing to replay: \(why)"
         case .interrupted:
             "replay interrupted"
+        case let .cpuLatency(why):
+            why
         }
     }
 }
@@ -109,6 +118,11 @@ public struct RunOutcome: Sendable {
     /// Per program started by a parent's spawn: when it was spawned (CLOCK_MONOTONIC), or 0.
     /// Until then its pre-created thread was blocked waiting for the spawn.
     public var spawnedMonotonicNanoseconds: [UInt64] = []
+    /// CPU latency limit changes written to `/dev/cpu_dma_latency` during the run (0 when the
+    /// plan has none, with `--no-pm-qos`, or when the device could not be used).
+    public var cpuLatencyChangesApplied = 0
+    /// Why the plan's CPU latency limits were not (all) held, when they were not.
+    public var cpuLatencyProblem: String?
 }
 
 /// Runs a `ReplayPlan` with one thread per program: threads are created first, released
@@ -177,6 +191,29 @@ public final class ReplayEngine: @unchecked Sendable {
     public func run(index: Int, warmup: Bool) throws -> RunOutcome {
         let shared = SharedState(programs: plan.programs.count, edges: plan.edges.count)
         defer { shared.deallocate() }
+        // The recorded CPU latency limits, held from this process for the run: the file is
+        // closed on every way out (and by the kernel if the process dies).
+        let latencyChanges = options.applyCPULatency ? CPULatencyTimeline.changes(plan.cpuLatency) : []
+        var latencyFile: CPULatencyRequestFile?
+        var latencyProblem: String?
+        if !latencyChanges.isEmpty {
+            do { latencyFile = try CPULatencyRequestFile(path: options.cpuLatencyDevicePath) } catch { latencyProblem = "\(error)" }
+        }
+        defer { latencyFile?.close() }
+        var nextChange = 0
+        var changesApplied = 0
+        /// Writes the changes due by `now` (CLOCK_MONOTONIC; offsets count from `start`).
+        func applyLatencyChanges(start: UInt64, now: UInt64) {
+            guard let file = latencyFile else { return }
+            while nextChange < latencyChanges.count && start + latencyChanges[nextChange].offsetNanoseconds <= now {
+                if let failure = file.set(latencyChanges[nextChange].valueMicroseconds) {
+                    latencyProblem = latencyProblem ?? failure
+                } else {
+                    changesApplied += 1
+                }
+                nextChange += 1
+            }
+        }
         let contexts = plan.programs.indices.map { ThreadContext(engine: self, shared: shared, program: $0) }
         var threads: [UInt] = []
         threads.reserveCapacity(contexts.count)
@@ -203,11 +240,15 @@ public final class ReplayEngine: @unchecked Sendable {
         }
         let wallStart = UInt64(Date().timeIntervalSince1970 * 1e9)
         let start = creplay_monotonic_ns() + 200_000
+        // A limit held from the trace's start is in force when the threads start.
+        applyLatencyChanges(start: start, now: start)
         creplay_store64(shared.startTime, start)
         creplay_store32(shared.startWord, 1)
         _ = creplay_futex_wake(shared.startWord, Int32.max)
-        // Watch for Ctrl-C while the threads run, and deliver the deferred wakes that ended
-        // threads left behind as their wakees reach their waits.
+        // Watch for Ctrl-C while the threads run, deliver the deferred wakes that ended
+        // threads left behind as their wakees reach their waits, and change the CPU latency
+        // limit at its recorded offsets: wake when nudged, at the next change, or within
+        // 100 ms for Ctrl-C.
         while true {
             let sequence = creplay_load32(shared.coordinatorWord)
             for ctx in contexts where creplay_load32(shared.waiting(ctx.program)) == ThreadContext.BlockReason.ended.rawValue {
@@ -215,11 +256,23 @@ public final class ReplayEngine: @unchecked Sendable {
             }
             if Int(creplay_load32(shared.doneWord)) >= contexts.count { break }
             if ReplayInterrupt.isRequested { shared.stop() }
-            _ = creplay_futex_wait(shared.coordinatorWord, sequence, 100_000_000)
+            let now = creplay_monotonic_ns()
+            applyLatencyChanges(start: start, now: now)
+            var timeout: UInt64 = 100_000_000
+            if latencyFile != nil && nextChange < latencyChanges.count {
+                let due = start + latencyChanges[nextChange].offsetNanoseconds
+                timeout = min(timeout, max(1, due > now ? due - now : 1))
+            }
+            _ = creplay_futex_wait(shared.coordinatorWord, sequence, timeout)
         }
         for t in threads { _ = creplay_thread_join(t) }
+        latencyFile?.close()
         if ReplayInterrupt.isRequested { throw ReplayError.interrupted }
-        return collect(contexts: contexts, start: start, wallStart: wallStart, index: index, warmup: warmup)
+        var outcome = collect(contexts: contexts, start: start, wallStart: wallStart, index: index, warmup: warmup)
+        outcome.cpuLatencyChangesApplied = changesApplied
+        outcome.cpuLatencyProblem = latencyProblem
+        if let latencyProblem { outcome.warnings.append(latencyProblem) }
+        return outcome
     }
 
     private func collect(contexts: [ThreadContext], start: UInt64, wallStart: UInt64, index: Int, warmup: Bool) -> RunOutcome {

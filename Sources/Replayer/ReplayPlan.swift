@@ -105,6 +105,9 @@ public struct ReplayPlan: Equatable, Sendable {
     public var handoffs: Int = 0
     /// Switch-ins the trace did not log that were inferred while building.
     public var inferredSwitchIns: Int = 0
+    /// The CPU latency limits the selected tasks' QoS requests held (`/dev/cpu_dma_latency`),
+    /// offsets from `traceStart`: the replay holds the same limits at the same offsets.
+    public var cpuLatency: [CPULatencyHold] = []
 
     public init() {}
 

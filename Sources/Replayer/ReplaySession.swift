@@ -37,13 +37,25 @@ public final class ReplaySession {
         if !selection.isDefault {
             optionList["selection"] = "pids=\(selection.pids) comms=\(selection.comms) trees=\(selection.trees) all=\(selection.all)"
         }
+        // "on"/"off" (--no-pm-qos) when the replayed tasks held CPU latency limits; "none" when
+        // they held none; "not recorded" for a trace without CPU latency requests.
+        optionList["cpuLatencyQoS"] = m.cpuLatencyRequests == nil ? "not recorded"
+            : plan.cpuLatency.isEmpty ? "none" : options.applyCPULatency ? "on" : "off"
         results = ReplayResults(tool: tool, trace: identity, machine: .current(), options: optionList)
+        if let line = cpuLatencyDescription { results.addNote(line) }
+    }
+
+    /// The CPU latency limits this replay holds (or, with `--no-pm-qos`, does not), in one
+    /// line; nil when the replayed tasks held none.
+    public var cpuLatencyDescription: String? {
+        plan.cpuLatencyDescription(tasks: reader.tasks, applied: engine.options.applyCPULatency)
     }
 
     /// Runs once and appends the run to `results`.
     public func run(index: Int, warmup: Bool) throws -> RunOutcome {
         let outcome = try engine.run(index: index, warmup: warmup)
         results.runs.append(outcome.run)
+        if let problem = outcome.cpuLatencyProblem { results.addNote("CPU latency QoS not held: \(problem)") }
         var map: [String: Int32] = [:]
         for (i, p) in plan.programs.enumerated() { map["\(p.tid)"] = outcome.replayTids[i] }
         lastMap = ReplayMap(threads: map, startMonotonicNanoseconds: outcome.startMonotonicNanoseconds,

@@ -12,13 +12,24 @@ public struct ReplayResults: Equatable, Sendable, Codable {
     public var options: [String: String]
     /// Every run, warmups included (flagged).
     public var runs: [ReplayRun]
+    /// What the replay did beyond the options, one sentence each (the CPU latency limits it
+    /// held, or why it could not); absent in older files and when there is nothing to say.
+    public var notes: [String]?
 
-    public init(tool: String, trace: TraceIdentity, machine: MachineDescription, options: [String: String], runs: [ReplayRun] = []) {
+    public init(tool: String, trace: TraceIdentity, machine: MachineDescription, options: [String: String], runs: [ReplayRun] = [],
+                notes: [String]? = nil) {
         self.tool = tool
         self.trace = trace
         self.machine = machine
         self.options = options
         self.runs = runs
+        self.notes = notes
+    }
+
+    /// Appends `note` to `notes` unless it is there already.
+    public mutating func addNote(_ note: String) {
+        if notes?.contains(note) == true { return }
+        notes = (notes ?? []) + [note]
     }
 
     /// Runs that count (not warmups).

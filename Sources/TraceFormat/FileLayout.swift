@@ -11,7 +11,8 @@ public enum RPLFormat {
     /// and task encodings; version 1 files are still read.
     public static let majorVersion: UInt16 = 2
     /// Minor version: new optional block types or JSON fields; older readers ignore them.
-    public static let minorVersion: UInt16 = 0
+    /// 2.1 added the metadata's `cpuLatencyRequests`.
+    public static let minorVersion: UInt16 = 1
     public static let fileHeaderSize = 16
     public static let blockHeaderSize = 16
     public static let trailerSize = 16

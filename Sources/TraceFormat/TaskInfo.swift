@@ -104,8 +104,66 @@ public struct TraceMetadata: Equatable, Sendable, Codable {
     public var exitStatus: Int32?
     /// Free-form key/values (tool options, source of an import, …).
     public var extra: [String: String] = [:]
+    /// CPU latency QoS requests of the recorded tasks (`/dev/cpu_dma_latency`), in time order;
+    /// empty when none was made, nil when the recording did not trace them (an older trace, a
+    /// kernel without the `power/pm_qos_*_request` events, an import).
+    public var cpuLatencyRequests: [CPULatencyRequest]?
+    /// Fields of the stored metadata that were malformed and ignored, one line each (not
+    /// stored; filled when decoding, so that a bad optional field never makes a trace unreadable).
+    public var decodingWarnings: [String] = []
 
     public init() {}
+
+    private enum CodingKeys: String, CodingKey {
+        case kernelRelease, architecture, hostname, cpuModel, cpuCount, clock, startWallTimeNanoseconds
+        case firstTimestamp, lastTimestamp, durationNanoseconds, recorderVersion, command, lostEvents
+        case inferredSwitchIns, exitStatus, extra, cpuLatencyRequests
+    }
+
+    /// Decodes the stored JSON. Every field but `cpuLatencyRequests` is required as before;
+    /// that one, added in format 2.1, is read leniently: a value that does not decode is
+    /// ignored (the trace reads as one without requests) and named in `decodingWarnings`.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        kernelRelease = try c.decode(String.self, forKey: .kernelRelease)
+        architecture = try c.decode(String.self, forKey: .architecture)
+        hostname = try c.decode(String.self, forKey: .hostname)
+        cpuModel = try c.decode(String.self, forKey: .cpuModel)
+        cpuCount = try c.decode(Int.self, forKey: .cpuCount)
+        clock = try c.decode(String.self, forKey: .clock)
+        startWallTimeNanoseconds = try c.decode(UInt64.self, forKey: .startWallTimeNanoseconds)
+        firstTimestamp = try c.decode(UInt64.self, forKey: .firstTimestamp)
+        lastTimestamp = try c.decode(UInt64.self, forKey: .lastTimestamp)
+        durationNanoseconds = try c.decode(UInt64.self, forKey: .durationNanoseconds)
+        recorderVersion = try c.decode(String.self, forKey: .recorderVersion)
+        command = try c.decode([String].self, forKey: .command)
+        lostEvents = try c.decode([UInt64].self, forKey: .lostEvents)
+        inferredSwitchIns = try c.decode(UInt64.self, forKey: .inferredSwitchIns)
+        exitStatus = try c.decodeIfPresent(Int32.self, forKey: .exitStatus)
+        extra = try c.decode([String: String].self, forKey: .extra)
+        do {
+            cpuLatencyRequests = try c.decodeIfPresent([CPULatencyRequest].self, forKey: .cpuLatencyRequests)
+        } catch {
+            cpuLatencyRequests = nil
+            decodingWarnings.append("metadata field cpuLatencyRequests is malformed (\(Self.reason(error))): ignored, the trace reads as one without CPU latency requests")
+        }
+    }
+
+    /// A short reason for a decoding error: what was wrong and where.
+    private static func reason(_ error: Error) -> String {
+        func path(_ keys: [CodingKey]) -> String {
+            keys.reduce("") { text, key in key.intValue.map { text + "[\($0)]" } ?? (text.isEmpty ? "" : text + ".") + key.stringValue }
+        }
+        switch error {
+        case let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context),
+             let DecodingError.dataCorrupted(context):
+            return "\(path(context.codingPath)): \(context.debugDescription)"
+        case let DecodingError.keyNotFound(key, context):
+            return "\(path(context.codingPath)): no \(key.stringValue)"
+        default:
+            return "\(error)"
+        }
+    }
 
     /// Sum of `lostEvents`.
     public var totalLostEvents: UInt64 { lostEvents.reduce(0, +) }

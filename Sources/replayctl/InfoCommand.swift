@@ -55,6 +55,8 @@ struct Info: ParsableCommand {
         }
         print("inferred:   \(summary.inferredSwitchIns) switch-ins the kernel did not log"
               + (summary.inferredWithoutRuntime > 0 ? " (\(summary.inferredWithoutRuntime) without sched_stat_runtime: approximate)" : ""))
+        print("cpu QoS:    " + cpuLatencyText(reader))
+        for w in m.decodingWarnings { print("WARNING:    \(w)") }
         if reader.isRecovered || !reader.damage.isEmpty {
             print("DAMAGED:    the file has no valid footer; recovered \(reader.chunks.count) complete chunks (\(reader.eventCount) events)")
             for d in reader.damage { print("            lost \(d)") }
@@ -72,7 +74,37 @@ struct Info: ParsableCommand {
         }
         if limit > 0 && rows.count > limit { print("… \(rows.count - limit) more tasks (--limit 0 shows all)") }
     }
+
+    /// One line on the CPU latency QoS requests: who made them and the limits they held.
+    func cpuLatencyText(_ reader: TraceReader) -> String {
+        let m = reader.metadata
+        guard let requests = m.cpuLatencyRequests else {
+            if !m.decodingWarnings.isEmpty { return "unreadable, ignored (see the warning below)" }
+            return "not recorded (trace before format 2.1, or a kernel without power/pm_qos_* events)"
+        }
+        if requests.isEmpty { return "no CPU latency requests (/dev/cpu_dma_latency)" }
+        let holds = CPULatencyTimeline.holds(of: requests, origin: m.firstTimestamp)
+        let holders = Set(requests.map(\.task)).sorted().map { taskName(reader, $0) }
+        var text = "\(requests.count) calls on \(Set(requests.map(\.request)).count) CPU latency requests by \(holders.joined(separator: ", "))"
+        if holds.isEmpty { return text + "; none limited the latency" }
+        let shown = holds.prefix(4).map { h in
+            "\(h.valueMicroseconds) µs +\(milliseconds(h.startOffsetNanoseconds))–"
+                + (h.endOffsetNanoseconds.map { "+" + milliseconds($0) } ?? "end") + " ms"
+        }
+        text += "; held " + shown.joined(separator: ", ")
+        if holds.count > 4 { text += ", … \(holds.count - 4) more (--json lists them)" }
+        return text
+    }
 }
+
+/// "comm tid" of a task index (guarded: the index comes from the file).
+func taskName(_ reader: TraceReader, _ task: TaskIndex) -> String {
+    guard task.intValue > 0 && task.intValue < reader.tasks.count else { return "task \(task)" }
+    let t = reader.tasks[task.intValue]
+    return "\(t.comm) \(t.tid)"
+}
+
+func milliseconds(_ ns: UInt64) -> String { String(format: "%.1f", Double(ns) / 1e6) }
 
 /// `info --json`. Documented in docs/info-json.md; keys are stable.
 struct InfoReport: Encodable {
@@ -103,7 +135,23 @@ struct InfoReport: Encodable {
     var durationNanoseconds: UInt64
     var recovered: Bool
     var damage: [String]
+    /// Metadata fields that were malformed and ignored.
+    var warnings: [String]
+    /// The CPU latency limits the requests held; absent when they were not recorded.
+    var cpuLatencyQoS: CPULatencyQoS?
     var tasks: [Task]
+
+    struct CPULatencyQoS: Encodable {
+        struct Hold: Encodable {
+            var valueMicroseconds: Int32
+            var startOffsetNanoseconds: UInt64
+            var endOffsetNanoseconds: UInt64?
+            var tids: [Int32]
+        }
+        var calls: Int
+        var requests: Int
+        var holds: [Hold]
+    }
 
     init(reader: TraceReader, summary: TraceSummary, skipped: [TraceError]) {
         file = reader.path
@@ -119,6 +167,16 @@ struct InfoReport: Encodable {
         durationNanoseconds = reader.metadata.durationNanoseconds
         recovered = reader.isRecovered
         damage = reader.damage.map(\.description) + skipped.map(\.description)
+        warnings = reader.metadata.decodingWarnings
+        if let requests = reader.metadata.cpuLatencyRequests {
+            let tasks = reader.tasks
+            let holds = CPULatencyTimeline.holds(of: requests, origin: reader.metadata.firstTimestamp).map { h in
+                CPULatencyQoS.Hold(valueMicroseconds: h.valueMicroseconds, startOffsetNanoseconds: h.startOffsetNanoseconds,
+                                   endOffsetNanoseconds: h.endOffsetNanoseconds,
+                                   tids: h.holders.compactMap { $0.intValue < tasks.count ? tasks[$0.intValue].tid : nil })
+            }
+            cpuLatencyQoS = CPULatencyQoS(calls: requests.count, requests: Set(requests.map(\.request)).count, holds: holds)
+        }
         tasks = summary.tasks.filter { $0.task.intValue > 0 && $0.task.intValue < reader.tasks.count }
             .sorted { ($0.cpuNanoseconds, $1.task) > ($1.cpuNanoseconds, $0.task) }
             .map { s in

@@ -14,7 +14,9 @@ struct Record: ParsableCommand {
 
             Events come from a private tracefs instance (replayctl-<pid>-<n>; the top-level buffer is \
             never changed) with the mono trace clock: sched_switch, sched_waking, sched_wakeup_new, \
-            sched_process_fork/exec/exit, sched_migrate_task and sched_stat_runtime. Needs root. \
+            sched_process_fork/exec/exit, sched_migrate_task and sched_stat_runtime, and where the kernel \
+            has them power/pm_qos_add/update/remove_request (the CPU latency QoS requests made through \
+            /dev/cpu_dma_latency, kept in the trace's metadata for replay to reproduce). Needs root. \
             Ctrl-C or SIGTERM ends the recording cleanly (the signal is passed on to COMMAND). \
             Events the kernel drops are counted in the trace and reported.
             """)
@@ -27,6 +29,7 @@ struct Record: ParsableCommand {
     @Option(help: "Ring buffer per CPU (e.g. 4M, 512K; a plain number is KiB).") var bufferSize: String = "4M"
     @Flag(help: "Do not record sched_stat_runtime (smaller traces; CPU time of runs whose switch-in the kernel did not log becomes approximate).")
     var noRuntime = false
+    @Flag(help: "Do not record the CPU latency QoS requests (power/pm_qos_*_request).") var noPmQos = false
     @Flag(name: .shortAndLong, help: "No progress line and no summary.") var quiet = false
     @Argument(parsing: .postTerminator, help: "The command to record (after --).") var command: [String] = []
 
@@ -79,6 +82,7 @@ struct Record: ParsableCommand {
             var options = RecordingOptions(target: target, outputPath: output)
             options.bufferSizeKilobytes = Self.parseSize(bufferSize) ?? 4096
             options.recordRuntime = !noRuntime
+            options.recordCPULatency = !noPmQos
             options.recorderVersion = "replayctl \(replayctlVersion)"
             options.recorderCommandLine = CommandLine.arguments
             RecordingSignals.install()
@@ -148,6 +152,9 @@ struct Record: ParsableCommand {
                        + "record again with a larger --buffer-size (now \(bufferSize) per CPU)")
         } else {
             printError("replayctl: lost 0 events")
+        }
+        if let calls = s.cpuLatencyCalls, calls > 0 {
+            printError("replayctl: \(calls) CPU latency QoS calls (/dev/cpu_dma_latency) kept for replay; `replayctl info` shows them")
         }
         for w in s.warnings { printError("replayctl: warning: \(w)") }
         if let status = s.exitStatus, status != 0 { printError("replayctl: the command exited with status \(status)") }

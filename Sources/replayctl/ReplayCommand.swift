@@ -14,7 +14,9 @@ struct Replay: ParsableCommand {
             it in the trace wakes it (futex), sleeps to absolute deadlines where a timer or \
             interrupt woke it, and forks, execs and exits where it did. Threads are created \
             first and released together. Measured: wakeup latency (wake issued → wakee \
-            running), timer overshoot (deadline → running), CPU-time accuracy and makespan.
+            running), timer overshoot (deadline → running), CPU-time accuracy and makespan. \
+            Where the replayed tasks held a CPU latency QoS limit (/dev/cpu_dma_latency), the \
+            replay holds the same limit over the same stretch of each run (--no-pm-qos: not).
 
             By default the recorded command's process tree is replayed (for a system-wide trace, \
             every user task; kernel threads never by default).
@@ -32,6 +34,7 @@ struct Replay: ParsableCommand {
     @Option(help: "With --wake-order defer: microseconds a waker spins (yielding) for a late wakee before deferring its wake.") var holdSpin = 20.0
     @Option(help: "Microseconds a hand-off (a task preempted by the wakee it had just woken) yields the CPU for that wakee's wake before blocking.") var handOffSpin = 50.0
     @Flag(help: "End each wait at the k-th wake from the task that woke it in the trace, instead of at the n-th wake from any waker.") var perWakerWaits = false
+    @Flag(help: "Do not hold the CPU latency QoS limits the replayed tasks held in the trace (/dev/cpu_dma_latency; cyclictest holds 0 µs, which keeps the CPUs out of deep idle states).") var noPmQos = false
     @Option(help: "Replay tasks with this tid or pid (repeatable).") var pid: [Int32] = []
     @Option(help: "Replay tasks with this command name (repeatable).") var comm: [String] = []
     @Option(help: "Replay this process, its threads and descendants (repeatable).") var tree: [Int32] = []
@@ -58,6 +61,7 @@ struct Replay: ParsableCommand {
             options.holdSpinNanoseconds = UInt64(max(0, holdSpin) * 1000)
             options.handOffSpinNanoseconds = UInt64(max(0, handOffSpin) * 1000)
             options.maxThreads = maxThreads
+            options.applyCPULatency = !noPmQos
             let selection = TaskSelection(pids: pid, comms: comm, trees: tree, all: all)
             let session = try ReplaySession(tracePath: trace, selection: selection, options: options, tool: "replayctl \(replayctlVersion)")
             ReplayInterrupt.installSignalHandlers()
@@ -130,6 +134,7 @@ struct Replay: ParsableCommand {
         if plan.inferredSwitchIns > 0 {
             print("  \(plan.inferredSwitchIns) switch-ins the recording kernel did not log were inferred")
         }
+        if let line = session.cpuLatencyDescription { print("  \(line)") }
         for note in session.engine.notes { print("  note: \(note)") }
     }
 

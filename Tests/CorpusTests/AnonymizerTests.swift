@@ -101,6 +101,7 @@ import TraceFormat
             json["file"] = nil
             json["fileBytes"] = nil
             json["bytesPerEvent"] = nil
+            json["formatVersion"] = nil  // the copy is written in the current version
             var metadata = json["metadata"] as! [String: Any]
             for key in ["hostname", "command", "extra"] { metadata[key] = nil }
             json["metadata"] = metadata

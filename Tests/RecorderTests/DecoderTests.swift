@@ -94,4 +94,46 @@ import TraceFormat
         #expect(conv.filteredRecords == 2)
         try writer.finish(metadata: TraceMetadata())
     }
+
+    @Test func cpuLatencyCallsAreAttributedToTheRequestTheyChange() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("qos-\(getpid()).rpl").path
+        defer { unlink(path) }
+        let writer = try TraceWriter(path: path, metadata: TraceMetadata())
+        // 10 and its child 11 are recorded; 50 is not; 7 is a kworker.
+        let live: [Int32: ProcTaskInfo] = [
+            7: ProcTaskInfo(tgid: 7, ppid: 2, comm: "kworker/0:1", isKernelThread: true),
+            10: ProcTaskInfo(tgid: 10, ppid: 1, comm: "a", isKernelThread: false),
+            50: ProcTaskInfo(tgid: 50, ppid: 1, comm: "other", isKernelThread: false),
+        ]
+        let conv = EventConverter(writer: writer, scope: .tree, recordedTids: [10], lookup: { live[$0] })
+        func rec(_ t: UInt64, _ kind: RawKind, _ caller: Int32, _ value: Int64 = -1, child: Int32 = 0) -> RawRecord {
+            var r = RawRecord(timestamp: t, kind: kind, flags: 0, cpu: 0, commonPid: caller, pid1: caller, pid2: child)
+            r.value = value
+            r.comm1 = Comm("a"); r.comm2 = Comm("a")
+            return r
+        }
+        try conv.convert(rec(1, .latencyAdd, 10))                  // request 1, held by 10
+        try conv.convert(rec(2, .latencyUpdate, 10, 0))
+        try conv.convert(rec(3, .latencyAdd, 50))                  // request 2, not recorded
+        try conv.convert(rec(4, .latencyUpdate, 50, 5))
+        try conv.convert(rec(5, .fork, 10, child: 11))
+        try conv.convert(rec(6, .latencyUpdate, 11, 4))            // the child writes the shared file: request 1
+        try conv.convert(rec(7, .latencyUpdate, 50, 3))            // not recorded: followed, not kept
+        try conv.convert(rec(8, .latencyRemove, 11))               // the child closes it last: request 1
+        try conv.convert(rec(9, .latencyUpdate, 10, 20))           // opened before the recording: request 3
+        try conv.convert(rec(10, .exit, 10))
+        try conv.convert(rec(11, .latencyRemove, 7))               // kworker, after 10 exited: request 3, not 50's
+        try conv.convert(rec(12, .latencyRemove, 7))               // kworker, one request left: 50's
+        try conv.convert(rec(13, .latencyRemove, 7))               // nothing left: unattributed
+        let parent = try #require(writer.task(TaskIndex(1)).tid == 10 ? TaskIndex(1) : nil)
+        let calls = conv.cpuLatencyRequests.map { [Int($0.timestamp), $0.request, $0.task.intValue, Int($0.tid), Int($0.valueMicroseconds)] }
+        #expect(calls == [
+            [1, 1, parent.intValue, 10, -1], [2, 1, parent.intValue, 10, 0],
+            [6, 1, parent.intValue, 11, 4], [8, 1, parent.intValue, 11, -1],
+            [9, 3, parent.intValue, 10, 20], [11, 3, parent.intValue, 7, -1],
+        ])
+        #expect(conv.cpuLatencyRequests.map(\.action) == [.add, .update, .update, .remove, .update, .remove])
+        #expect(conv.unattributedLatencyRemoves == 1)
+        try writer.finish(metadata: TraceMetadata())
+    }
 }

@@ -159,7 +159,7 @@ struct LiveRecordingTests {
         try other.write("trace_clock", "mono")
         try other.setBufferSize(kilobytes: 16384)
         let names = ["sched_switch", "sched_waking", "sched_process_fork", "sched_process_exec", "sched_process_exit", "sched_wakeup_new"]
-        for e in names { try other.enable(event: e) }
+        for e in names { try other.enable(system: "sched", event: e) }
         try other.traceOn()
         let (reader, summary) = try record(["perf", "bench", "sched", "pipe", "-l", "2000"], name: "textcheck")
         defer { unlink(reader.path) }

@@ -15,14 +15,25 @@ let replayctlBinary = replayctlExecutable()
         process.arguments = ["replay", "\(samples)/periodic.rpl", "--runs", "20", "--warmup", "0", "--quiet"]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
+        let before = CPULatencyRequestFile.currentLimit()
         try process.run()
-        Thread.sleep(forTimeInterval: 1.5)
+        // cyclictest held 0 µs for nearly all of each ~1 s run: so does the replay.
+        var readings: [Int32] = []
+        for _ in 0..<10 {
+            Thread.sleep(forTimeInterval: 0.15)
+            if let v = CPULatencyRequestFile.currentLimit() { readings.append(v) }
+        }
         let sent = Date()
         kill(process.processIdentifier, SIGINT)
         process.waitUntilExit()
         let took = Date().timeIntervalSince(sent)
         #expect(process.terminationStatus == 130)
         #expect(took < 1.5, "took \(took) s to stop")
+        if let before, cpuLatencyDeviceWritable {
+            #expect(readings.contains(0), "\(readings)")
+            // Released: the limit in force is what it was (unless another process changed it).
+            #expect(CPULatencyRequestFile.currentLimit() == before)
+        }
     }
 
     @Test func affinityFromABiggerMachineIsFolded() throws {

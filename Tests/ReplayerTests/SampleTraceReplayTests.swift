@@ -42,6 +42,10 @@ func bareSleepCycleCPU() -> UInt64 {
 @Suite(.serialized) struct SampleTraceReplayTests {
     @Test func periodicTraceReplaysItsTimersAndCPU() throws {
         let plan = try samplePlan("periodic.rpl")
+        // cyclictest holds /dev/cpu_dma_latency at 0 µs from its start to its end.
+        let hold = try #require(plan.cpuLatency.first)
+        #expect(plan.cpuLatency.count == 1 && hold.valueMicroseconds == 0)
+        #expect(hold.startOffsetNanoseconds < 100_000_000 && hold.endOffsetNanoseconds ?? 0 > plan.recordedMakespan * 9 / 10)
         // cyclictest: the two timer threads are driven by interrupts only.
         let timed = plan.programs.reduce(0) { $0 + $1.timedSleepCount }
         #expect(timed > 700)

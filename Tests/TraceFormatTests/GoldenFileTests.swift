@@ -54,7 +54,7 @@ import Testing
         #expect(!reader.isRecovered)
         #expect(reader.damage.isEmpty)
         #expect(reader.validate().isEmpty)
-        #expect(reader.version.major == 2 && reader.version.minor == 0)
+        #expect(reader.version.major == 2 && reader.version.minor == 1)
         #expect(reader.metadata == GoldenTrace.finalMetadata)
         #expect(reader.tasks == GoldenTrace.finalTasks)
         #expect(try reader.allEvents() == GoldenTrace.events)

@@ -45,6 +45,48 @@ import Testing
         #expect(try Self.run(["info", dir.path("missing.rpl")]).status == 66)
     }
 
+    @Test("info shows the CPU latency requests briefly, and a malformed list as a warning")
+    func showsCPULatencyRequests() throws {
+        let dir = try TemporaryDirectory()
+        var m = GoldenTrace.finalMetadata
+        let ping = TaskIndex(1)
+        let t0 = m.firstTimestamp
+        m.cpuLatencyRequests = [
+            CPULatencyRequest(timestamp: t0 + 2_000_000, action: .add, request: 1, task: ping, tid: 4242, valueMicroseconds: -1),
+            CPULatencyRequest(timestamp: t0 + 2_000_100, action: .update, request: 1, task: ping, tid: 4242, valueMicroseconds: 0),
+            CPULatencyRequest(timestamp: t0 + 952_500_000, action: .remove, request: 1, task: ping, tid: 4242, valueMicroseconds: -1),
+        ]
+        let trace = try writeTrace(GoldenTrace.steps, to: dir.path("qos.rpl"), metadata: GoldenTrace.startMetadata, finalMetadata: m)
+        let text = try Self.run(["info", trace.path])
+        #expect(text.status == 0)
+        #expect(text.stdout.contains("cpu QoS:    3 calls on 1 CPU latency requests by ping 4242; held 0 µs +2.0–+952.5 ms"), "\(text.stdout)")
+        let result = try Self.run(["info", "--json", trace.path])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let qos = try #require(json["cpuLatencyQoS"] as? [String: Any])
+        #expect(qos["calls"] as? Int == 3 && qos["requests"] as? Int == 1)
+        let holds = try #require(qos["holds"] as? [[String: Any]])
+        #expect(holds.count == 1)
+        #expect(holds.first?["valueMicroseconds"] as? Int == 0)
+        #expect(holds.first?["startOffsetNanoseconds"] as? Int == 2_000_100)
+        #expect(holds.first?["endOffsetNanoseconds"] as? Int == 952_500_000)
+        #expect(holds.first?["tids"] as? [Int] == [4242])
+        #expect((json["warnings"] as? [String])?.isEmpty == true)
+        // A malformed list: the trace still reads, without requests, and says why.
+        let bad = dir.path("bad.rpl")
+        try writeBytes(try patchingFinalMetadata(trace.bytes, replacing: "\"remove\"", with: "\"delete\""), to: bad)
+        let badText = try Self.run(["info", bad])
+        #expect(badText.status == 0)
+        #expect(badText.stdout.contains("cpu QoS:    unreadable, ignored"))
+        #expect(badText.stdout.contains("WARNING:    metadata field cpuLatencyRequests is malformed (cpuLatencyRequests[2].action:"), "\(badText.stdout)")
+        let badJSON = try #require(try JSONSerialization.jsonObject(with: Data(try Self.run(["info", "--json", bad]).stdout.utf8)) as? [String: Any])
+        #expect((badJSON["warnings"] as? [String])?.count == 1)
+        #expect(badJSON["cpuLatencyQoS"] == nil)
+        // The golden trace predates the field: not recorded, no object.
+        let golden = try Self.run(["info", GoldenFileTests.smallPath])
+        #expect(golden.stdout.contains("cpu QoS:    not recorded"))
+        #expect(try Self.run(["info", "--json", GoldenFileTests.smallPath]).stdout.contains("cpuLatencyQoS") == false)
+    }
+
     @Test("info --json on the golden trace has the documented keys")
     func jsonHasDocumentedKeys() throws {
         let result = try Self.run(["info", "--json", GoldenFileTests.smallPath])

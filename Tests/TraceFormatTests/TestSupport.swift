@@ -214,3 +214,25 @@ func readAll(_ reader: TraceReader) -> (events: [Event], errors: [TraceError]) {
 func writeBytes(_ bytes: some Sequence<UInt8>, to path: String) throws {
     try Data(bytes).write(to: URL(fileURLWithPath: path))
 }
+
+/// `bytes` (a complete trace) with the first `old` of its final metadata JSON replaced by
+/// `new` (same length) and both CRCs of that block fixed: a well-formed file whose metadata
+/// says something else.
+func patchingFinalMetadata(_ bytes: [UInt8], replacing old: String, with new: String) throws -> [UInt8] {
+    struct NotFound: Error {}
+    var bytes = bytes
+    let needle = Array(old.utf8), replacement = Array(new.utf8)
+    guard needle.count == replacement.count,
+          let block = blockOffsets(bytes).first(where: { $0.type == BlockType.finalMetadata.rawValue }) else { throw NotFound() }
+    let start = block.offset + RPLFormat.blockHeaderSize
+    var payload = Array(bytes[start..<start + block.length])
+    guard let at = (0...max(0, payload.count - needle.count)).first(where: { Array(payload[$0..<$0 + needle.count]) == needle }) else {
+        throw NotFound()
+    }
+    payload.replaceSubrange(at..<at + needle.count, with: replacement)
+    bytes.replaceSubrange(start..<start + block.length, with: payload)
+    func put(_ v: UInt32, at o: Int) { for k in 0..<4 { bytes[o + k] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(k))) } }
+    put(CRC32C.checksum(payload), at: block.offset + 8)
+    put(CRC32C.checksum(Array(bytes[block.offset..<block.offset + 12])), at: block.offset + 12)
+    return bytes
+}
