@@ -103,12 +103,15 @@ public enum PlanBuilder {
         var cursor = 0
         /// The task this one last woke (task context), for hand-offs.
         var lastWoke = -1
-        /// The task that preempted this one right after this one woke it, or -1.
+        /// The task that preempted this one right after this one woke it, or -1, and when.
         var preemptedBy = -1
+        var preemptedAt: UInt64 = 0
         /// A hand-off waiting for confirmation: the task that blocked and gave this one its
         /// CPU back, when, and how many atoms that task had then.
         var pendingHandOff = -1
         var handOffTime: UInt64 = 0
+        /// How long it waited for that hand-off in the trace (preemption → the other's block).
+        var handOffWaited: UInt64 = 0
         var handOffAtomCount = 0
         /// Wakes received from replayed wakers so far (pooled ordinals).
         var wakesReceived: UInt32 = 0
@@ -293,6 +296,7 @@ public enum PlanBuilder {
                             state[n].pendingHandOff = p
                             state[n].handOffTime = t
                             state[n].handOffAtomCount = plan.programs[state[p].program].atoms.count
+                            state[n].handOffWaited = t > state[n].preemptedAt ? t - state[n].preemptedAt : 0
                             state[n].preemptedBy = -1
                             handedOff = true
                         }
@@ -301,6 +305,7 @@ public enum PlanBuilder {
                     } else if prevState == .running, isSelected(next), state[p].lastWoke == next.intValue {
                         // The task it just woke preempted it (wakeup preemption).
                         state[p].preemptedBy = next.intValue
+                        state[p].preemptedAt = t
                     }
                 }
                 if isSelected(next), !handedOff { state[next.intValue].preemptedBy = -1 }
@@ -372,7 +377,7 @@ public enum PlanBuilder {
             plan.edges[e].waitPoolOrdinals.append(state[resumed].wakesReceived)
             append(.wake(edge: e, target: state[resumed].program, rendezvous: plan.edges[e].waits), to: q)
             emitRun(resumed, upTo: t)
-            append(.handOff(edge: e, count: plan.edges[e].count, recordedWake: offset(t)), to: resumed)
+            append(.handOff(edge: e, count: plan.edges[e].count, recordedWake: offset(t), recordedWait: state[resumed].handOffWaited), to: resumed)
             plan.handoffs += 1
         }
 

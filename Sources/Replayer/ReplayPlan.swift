@@ -10,8 +10,9 @@ public enum Atom: Equatable, Sendable {
     /// Like `wait`, but in the trace the task was not asleep: it had been preempted by the
     /// wakee it had just woken, and resumed when that one blocked (a hand-off). Yield the
     /// CPU until the wake comes instead of sleeping (a sleep the trace does not have), and
-    /// block only if it is long in coming.
-    case handOff(edge: Int, count: UInt32, recordedWake: UInt64)
+    /// block only if it is long in coming. `recordedWait` is how long it waited in the trace
+    /// (preemption → the other task's block).
+    case handOff(edge: Int, count: UInt32, recordedWake: UInt64, recordedWait: UInt64)
     /// Sleep until `offset` nanoseconds after the replay start (the recorded wake time of a
     /// timer, interrupt or unreplayed waker). Absolute, so errors do not add up.
     case sleepUntil(offset: UInt64, unmatched: Bool)

@@ -186,7 +186,7 @@ public enum RtAppExporter {
                 // instead (below); a resume could come before the child's first suspend and be lost.
                 break
             case let .wait(edge, _, recordedWake) where !(edge < edges.count && edges[edge].isSpawn),
-                 let .handOff(edge, _, recordedWake):
+                 let .handOff(edge, _, recordedWake, _):
                 flushRun()
                 items.append(.suspend(names[index]))
                 cursor = max(cursor, recordedWake)

@@ -151,9 +151,9 @@ struct Replay: ParsableCommand {
                 case let .wait(edge, count, wake):
                     let e = plan.edges[edge]
                     print("    wait for wake #\(count) from thread \(e.waker) (recorded at +\(micro(wake)))")
-                case let .handOff(edge, count, wake):
+                case let .handOff(edge, count, wake, waited):
                     let e = plan.edges[edge]
-                    print("    yield until wake #\(count) from thread \(e.waker) (hand-off, recorded at +\(micro(wake)))")
+                    print("    yield until wake #\(count) from thread \(e.waker) (hand-off, recorded at +\(micro(wake)) after \(micro(waited)))")
                 case let .sleepUntil(offset, unmatched): print("    sleep until +\(micro(offset))" + (unmatched ? " (waker not replayed)" : ""))
                 case let .wake(_, target, rendezvous):
                     print("    wake thread \(target)" + (rendezvous > 0 ? " (once it waits: its wait #\(rendezvous) on this edge)" : ""))

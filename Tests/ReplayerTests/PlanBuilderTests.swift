@@ -228,7 +228,7 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
         let pb = program(plan, "b")
         // b's resumption at 40 µs waits for a's hand-off (the 2nd wake on a → b), yielding: not a sleep.
         #expect(pb.atoms == [.run(nanoseconds: 10_000), .wait(edge: 0, count: 1, recordedWake: 20_000), .run(nanoseconds: 9_000),
-                             .wake(edge: 1, target: 1, rendezvous: 0), .run(nanoseconds: 1_000), .handOff(edge: 0, count: 2, recordedWake: 40_000),
+                             .wake(edge: 1, target: 1, rendezvous: 0), .run(nanoseconds: 1_000), .handOff(edge: 0, count: 2, recordedWake: 40_000, recordedWait: 9_000),
                              .run(nanoseconds: 10_000), .wake(edge: 1, target: 1, rendezvous: 1), .run(nanoseconds: 1_000)])
         #expect(pb.sleeps == 1)
         // a was runnable (preempted) when b woke it at 30 µs: no wait there; its hand-off wake at 40 µs.
