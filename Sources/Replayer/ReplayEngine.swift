@@ -308,7 +308,8 @@ public final class ReplayEngine: @unchecked Sendable {
                 recordedCpuNanoseconds: UInt64(Double(p.recordedCPUNanoseconds) * options.cpuScale),
                 cpuNanoseconds: ctx.cpuUsed, wakesReceived: UInt64(ctx.wakeLatencies.count) + ctx.waitsAlreadySatisfied,
                 sleeps: ctx.waits + ctx.timedSleeps, timedSleeps: ctx.timedSleeps,
-                wakeupLatencyP50: own.percentile(50), wakeupLatencyP99: own.percentile(99)))
+                wakeupLatencyP50: own.percentile(50), wakeupLatencyP99: own.percentile(99),
+                voluntarySwitches: ctx.voluntarySwitches))
         }
         let run = ReplayRun(
             index: index, warmup: warmup, startWallTimeNanoseconds: wallStart, makespanNanoseconds: end - start,
@@ -448,6 +449,8 @@ final class ThreadContext: @unchecked Sendable {
     /// Deferred wakes not delivered yet, in the order they were reached.
     var pending: [(edge: Int, target: Int, armed: UnsafeMutablePointer<UInt32>, ordinal: UInt32)] = []
     var cpuUsed: UInt64 = 0
+    /// Voluntary context switches during `execute` (real blocks), when getrusage works.
+    var voluntarySwitches: UInt64?
     var endTime: UInt64 = 0
     var warnings: [String] = []
 
@@ -504,6 +507,7 @@ final class ThreadContext: @unchecked Sendable {
         let atoms = plan.programs[program].atoms
         let scale = engine.options.cpuScale
         let cpuBase = creplay_thread_cpu_ns()
+        let switchesBase = creplay_voluntary_switches()
         cpuSeen = cpuBase
         var cpuTarget: Double = 0
         cpuBudgetEnd = cpuBase + UInt64(Double(plan.programs[program].recordedCPUNanoseconds) * scale)
@@ -595,6 +599,8 @@ final class ThreadContext: @unchecked Sendable {
         }
         leavePendingWakes()
         cpuUsed = creplay_thread_cpu_ns() - cpuBase
+        let switches = creplay_voluntary_switches()
+        if switchesBase >= 0 && switches >= switchesBase { voluntarySwitches = UInt64(switches - switchesBase) }
     }
 
     /// Reaching a wait (or hand-off) for the `count`-th wake on `edge`: tells the wakers it has

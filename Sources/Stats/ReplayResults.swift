@@ -154,9 +154,15 @@ public struct ReplayTaskResult: Equatable, Sendable, Codable {
     public var timedSleeps: UInt64
     public var wakeupLatencyP50: UInt64
     public var wakeupLatencyP99: UInt64
+    /// Times the replay thread really blocked during the run (its voluntary context
+    /// switches, getrusage): what a recording of the replay would count as sleeps, against
+    /// `sleeps` from the trace; absent in older files.
+    public var voluntarySwitches: UInt64?
 
     public init(originalTid: Int32, replayTid: Int32, comm: String, recordedCpuNanoseconds: UInt64, cpuNanoseconds: UInt64,
-                wakesReceived: UInt64, sleeps: UInt64, timedSleeps: UInt64, wakeupLatencyP50: UInt64, wakeupLatencyP99: UInt64) {
+                wakesReceived: UInt64, sleeps: UInt64, timedSleeps: UInt64, wakeupLatencyP50: UInt64, wakeupLatencyP99: UInt64,
+                voluntarySwitches: UInt64? = nil) {
+        self.voluntarySwitches = voluntarySwitches
         self.originalTid = originalTid
         self.replayTid = replayTid
         self.comm = comm

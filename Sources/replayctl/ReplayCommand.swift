@@ -243,6 +243,15 @@ struct ReplaySummary {
             errors.sort()
             lines.append("CPU time: weighted absolute error \(String(format: "%.2f", errors[errors.count / 2])) % of the recorded CPU time (median of runs)")
         }
+        // Sleep-count fidelity without a recording: real blocks of the replay threads.
+        let blocks = runs.compactMap { r -> UInt64? in
+            r.tasks.contains { $0.voluntarySwitches == nil } ? nil : r.tasks.reduce(0) { $0 + ($1.voluntarySwitches ?? 0) }
+        }.sorted()
+        if let sleeps = runs.first.map({ $0.tasks.reduce(0) { $0 + $1.sleeps } }), !blocks.isEmpty, sleeps > 0 {
+            let median = blocks[blocks.count / 2]
+            lines.append("Blocking: the programs wait or sleep \(sleeps) times, the replay threads blocked \(median) times "
+                         + "(median of runs, \(String(format: "%+.1f", (Double(median) - Double(sleeps)) / Double(sleeps) * 100)) %)")
+        }
         if counts.waitsAlreadySatisfied > 0 {
             lines.append("Waits whose wake came first (no blocking, no sample): \(counts.waitsAlreadySatisfied)")
         }

@@ -68,6 +68,32 @@ import TraceFormat
         #expect(run.makespanNanoseconds < 3 * run.recordedMakespanNanoseconds)
     }
 
+    @Test func aLateTimedSleepStillSleepsBriefly() throws {
+        // The task runs 1 ms, sleeps until an interrupt at 1.1 ms, runs 1 ms, sleeps until
+        // 2.2 ms. Replayed at 4× the CPU time both deadlines have passed when it gets there:
+        // it still blocks once for each (the trace has two sleeps), briefly.
+        var s = TraceScript()
+        let a = s.task("io")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(1000, .switchTask(prev: a, prevState: .sleeping, next: .idle))
+        s.at(1100, .waking(waker: .idle, target: a, targetCPU: CPU(0), context: .hardIRQ))
+        s.at(1100, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(2100, .switchTask(prev: a, prevState: .sleeping, next: .idle))
+        s.at(2200, .waking(waker: .idle, target: a, targetCPU: CPU(0), context: .hardIRQ))
+        s.at(2200, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(2300, .exit(task: a))
+        var options = ReplayOptions()
+        options.cpuScale = 4
+        let run = try ReplayEngine(plan: s.plan(), options: options).run(index: 0, warmup: false).run
+        #expect(run.counts.timedSleeps == 2)
+        #expect(run.counts.lateTimedSleeps == 2)
+        let task = try #require(run.tasks.first)
+        #expect(task.sleeps == 2)
+        #expect(task.voluntarySwitches.map { $0 >= 2 && $0 <= 4 } == true, "blocked \(String(describing: task.voluntarySwitches)) times")
+        // Brief: 8.4 ms of CPU, the sleeps add well under a millisecond.
+        #expect(run.makespanNanoseconds < 8_400_000 + 5_000_000)
+    }
+
     @Test func timedSleepsKeepAbsoluteDeadlines() throws {
         var s = TraceScript()
         let a = s.task("timer")
