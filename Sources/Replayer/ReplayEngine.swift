@@ -253,6 +253,10 @@ public final class ReplayEngine: @unchecked Sendable {
             let sequence = creplay_load32(shared.coordinatorWord)
             for ctx in contexts where creplay_load32(shared.waiting(ctx.program)) == ThreadContext.BlockReason.ended.rawValue {
                 ctx.deliverArmedWakes()
+                if ctx.pending.isEmpty {
+                    creplay_store32(shared.waiting(ctx.program), 0)
+                    _ = creplay_add32(shared.endedWithPendingWord, UInt32.max)  // − 1
+                }
             }
             if Int(creplay_load32(shared.doneWord)) >= contexts.count { break }
             if ReplayInterrupt.isRequested { shared.stop() }
@@ -336,7 +340,11 @@ final class SharedState: @unchecked Sendable {
     /// Bumped (and the coordinating thread woken) when a thread ends, and when a wakee
     /// reaches a wait whose deferred wake an ended thread left behind.
     var coordinatorWord: UnsafeMutablePointer<UInt32> { (memory + 5 * Self.line).assumingMemoryBound(to: UInt32.self) }
-    static let controlLines = 6
+    /// Threads that ended with deferred wakes not delivered yet: while there are any, every
+    /// wakee reaching a wait wakes the coordinating thread (the wake it needs may be one of
+    /// those, from a waker other than the one the trace names for this wait).
+    var endedWithPendingWord: UnsafeMutablePointer<UInt32> { (memory + 6 * Self.line).assumingMemoryBound(to: UInt32.self) }
+    static let controlLines = 7
 
     /// Wakes the coordinating thread.
     func nudgeCoordinator() {
@@ -611,6 +619,7 @@ final class ThreadContext: @unchecked Sendable {
         if order != .free {
             if pooled(edge) { creplay_store32(armed, target) } else { _ = creplay_add32(armed, 1) }
             nudge(engine.plan.edges[edge].waker, for: .arrival)
+            if creplay_load32(shared.endedWithPendingWord) > 0 { shared.nudgeCoordinator() }
         }
         return (counter, target)
     }
@@ -717,6 +726,7 @@ final class ThreadContext: @unchecked Sendable {
     func leavePendingWakes() {
         deliverArmedWakes()
         if pending.isEmpty || shared.isStopped { return }
+        _ = creplay_add32(shared.endedWithPendingWord, 1)
         creplay_store32(shared.waiting(program), BlockReason.ended.rawValue)
         // A wakee that arrived before the flag was set nudged nobody: the coordinator looks
         // at every ended thread's wakes when woken.
