@@ -47,9 +47,10 @@ public struct ReplayOptions: Sendable {
 /// What a waker does when it reaches a wake whose wakee was asleep at that point of the
 /// trace but has not yet reached that sleep in the replay.
 public enum WakeOrder: String, Sendable, CaseIterable, Codable {
-    /// Keep running and deliver the wake as soon as the wakee blocks for it, or before the
-    /// waker itself blocks, sleeps or ends: the next write of a producer wakes a consumer
-    /// that went to sleep meanwhile. Later wakes to the same late wakee queue behind it.
+    /// Keep running and deliver the wake as soon as the wakee blocks for it: the next write
+    /// of a producer wakes a consumer that went to sleep meanwhile. Later wakes to the same
+    /// late wakee queue behind it. A waker that must block, sleep or end hands the wakes it
+    /// still holds to the coordinating thread, which delivers them the same way.
     case deferred = "defer"
     /// Block the waker until the wakee has reached its wait, then wake it.
     case hold
@@ -251,14 +252,12 @@ public final class ReplayEngine: @unchecked Sendable {
         // 100 ms for Ctrl-C.
         while true {
             let sequence = creplay_load32(shared.coordinatorWord)
-            for ctx in contexts where creplay_load32(shared.waiting(ctx.program)) == ThreadContext.BlockReason.ended.rawValue {
-                ctx.deliverArmedWakes()
-                if ctx.pending.isEmpty {
-                    creplay_store32(shared.waiting(ctx.program), 0)
-                    _ = creplay_add32(shared.endedWithPendingWord, UInt32.max)  // − 1
-                }
+            if creplay_load32(shared.handedOffWord) > 0 { deliverHandedOff(shared, all: false) }
+            if Int(creplay_load32(shared.doneWord)) >= contexts.count {
+                // Wakes whose wakee ended without reaching their wait still count as issued.
+                deliverHandedOff(shared, all: true)
+                break
             }
-            if Int(creplay_load32(shared.doneWord)) >= contexts.count { break }
             if ReplayInterrupt.isRequested { shared.stop() }
             let now = creplay_monotonic_ns()
             applyLatencyChanges(start: start, now: now)
@@ -272,17 +271,55 @@ public final class ReplayEngine: @unchecked Sendable {
         for t in threads { _ = creplay_thread_join(t) }
         latencyFile?.close()
         if ReplayInterrupt.isRequested { throw ReplayError.interrupted }
-        var outcome = collect(contexts: contexts, start: start, wallStart: wallStart, index: index, warmup: warmup)
+        var outcome = collect(contexts: contexts, start: start, wallStart: wallStart, index: index, warmup: warmup,
+                              handedOffWakes: UInt64(creplay_load32(shared.handedOffDelivered)))
         outcome.cpuLatencyChangesApplied = changesApplied
         outcome.cpuLatencyProblem = latencyProblem
         if let latencyProblem { outcome.warnings.append(latencyProblem) }
         return outcome
     }
 
-    private func collect(contexts: [ThreadContext], start: UInt64, wallStart: UInt64, index: Int, warmup: Bool) -> RunOutcome {
+    /// Delivers the handed-off wakes whose wakee has reached its wait (`all`: every one).
+    func deliverHandedOff(_ shared: SharedState, all: Bool) {
+        shared.handedOffLock.lock()
+        var delivered: UInt32 = 0
+        shared.handedOff.removeAll { w in
+            guard all || creplay_load32(w.armed) >= w.ordinal else { return false }
+            signalWake(shared, edge: w.edge, target: w.target)
+            delivered += 1
+            return true
+        }
+        shared.handedOffLock.unlock()
+        if delivered > 0 {
+            _ = creplay_add32(shared.handedOffWord, 0 &- delivered)
+            _ = creplay_add32(shared.handedOffDelivered, delivered)
+        }
+    }
+
+    /// Issues a wake on `edge` to program `target`: counts it, records when and from which
+    /// CPU, and wakes the target if it is blocked in a wait.
+    @inline(__always) func signalWake(_ shared: SharedState, edge: Int, target: Int) {
+        if pooledEdges[edge] {
+            creplay_store64(shared.poolTime(target), creplay_monotonic_ns())
+            creplay_store32(shared.poolCPU(target), UInt32(bitPattern: creplay_getcpu()))
+            _ = creplay_add32(shared.poolCount(target), 1)
+        } else {
+            creplay_store64(shared.edgeTime(edge), creplay_monotonic_ns())
+            creplay_store32(shared.edgeCPU(edge), UInt32(bitPattern: creplay_getcpu()))
+            _ = creplay_add32(shared.edgeCount(edge), 1)
+        }
+        let word = shared.futex(target)
+        _ = creplay_add32(word, 1)
+        if creplay_load32(shared.waiting(target)) == ThreadContext.BlockReason.wake.rawValue { _ = creplay_futex_wake(word, 1) }
+    }
+
+    private func collect(contexts: [ThreadContext], start: UInt64, wallStart: UInt64, index: Int, warmup: Bool,
+                         handedOffWakes: UInt64) -> RunOutcome {
         var wake = LatencyHistogram(), same = LatencyHistogram(), cross = LatencyHistogram(), timer = LatencyHistogram()
         var counts = ReplayCounts()
         counts.unmatchedWaits = UInt64(plan.unmatchedWaits)
+        // Deferred wakes their waker handed to the coordinating thread, delivered by it.
+        counts.wakes = handedOffWakes
         var tasks: [ReplayTaskResult] = []
         var end = start
         var warnings = Set<String>()
@@ -340,10 +377,14 @@ final class SharedState: @unchecked Sendable {
     /// Bumped (and the coordinating thread woken) when a thread ends, and when a wakee
     /// reaches a wait whose deferred wake an ended thread left behind.
     var coordinatorWord: UnsafeMutablePointer<UInt32> { (memory + 5 * Self.line).assumingMemoryBound(to: UInt32.self) }
-    /// Threads that ended with deferred wakes not delivered yet: while there are any, every
-    /// wakee reaching a wait wakes the coordinating thread (the wake it needs may be one of
-    /// those, from a waker other than the one the trace names for this wait).
-    var endedWithPendingWord: UnsafeMutablePointer<UInt32> { (memory + 6 * Self.line).assumingMemoryBound(to: UInt32.self) }
+    /// Deferred wakes handed to the coordinating thread and not delivered yet (`handedOff`):
+    /// while there are any, every wakee reaching a wait wakes the coordinating thread. And
+    /// how many it delivered in all (+4).
+    var handedOffWord: UnsafeMutablePointer<UInt32> { (memory + 6 * Self.line).assumingMemoryBound(to: UInt32.self) }
+    var handedOffDelivered: UnsafeMutablePointer<UInt32> { (memory + 6 * Self.line + 4).assumingMemoryBound(to: UInt32.self) }
+    /// Deferred wakes whose waker could not keep them (it had to block, sleep or end).
+    var handedOff: [ThreadContext.PendingWake] = []
+    let handedOffLock = NSLock()
     static let controlLines = 7
 
     /// Wakes the coordinating thread.
@@ -455,7 +496,8 @@ final class ThreadContext: @unchecked Sendable {
     /// costs a system call (0.55–0.7 µs here, more than many recorded runs).
     var cpuSeen: UInt64 = 0
     /// Deferred wakes not delivered yet, in the order they were reached.
-    var pending: [(edge: Int, target: Int, armed: UnsafeMutablePointer<UInt32>, ordinal: UInt32)] = []
+    var pending: [PendingWake] = []
+    typealias PendingWake = (edge: Int, target: Int, armed: UnsafeMutablePointer<UInt32>, ordinal: UInt32)
     var cpuUsed: UInt64 = 0
     /// Voluntary context switches during `execute` (real blocks), when getrusage works.
     var voluntarySwitches: UInt64?
@@ -605,7 +647,7 @@ final class ThreadContext: @unchecked Sendable {
                 _ = creplay_set_name(comm)
             }
         }
-        leavePendingWakes()
+        handOverPendingWakes()
         cpuUsed = creplay_thread_cpu_ns() - cpuBase
         let switches = creplay_voluntary_switches()
         if switchesBase >= 0 && switches >= switchesBase { voluntarySwitches = UInt64(switches - switchesBase) }
@@ -619,7 +661,7 @@ final class ThreadContext: @unchecked Sendable {
         if order != .free {
             if pooled(edge) { creplay_store32(armed, target) } else { _ = creplay_add32(armed, 1) }
             nudge(engine.plan.edges[edge].waker, for: .arrival)
-            if creplay_load32(shared.endedWithPendingWord) > 0 { shared.nudgeCoordinator() }
+            if creplay_load32(shared.handedOffWord) > 0 { shared.nudgeCoordinator() }
         }
         return (counter, target)
     }
@@ -674,7 +716,7 @@ final class ThreadContext: @unchecked Sendable {
         }
     }
 
-    /// Delivers every deferred wake (before this thread blocks or sleeps: a waker never keeps
+    /// Gives up every deferred wake (before this thread blocks or sleeps: a waker never keeps
     /// a wake while it cannot run), after giving their wakees `holdSpinNanoseconds` to arrive.
     func deliverPendingWakes() {
         if pending.isEmpty { return }
@@ -686,8 +728,15 @@ final class ThreadContext: @unchecked Sendable {
                 deliverArmedWakes()
             }
         }
-        for w in pending { signal(edge: w.edge, target: w.target) }
-        pending.removeAll(keepingCapacity: true)
+        // A wakee blocked in an earlier wait takes its wake now (a real wakeup); one still
+        // running gets it from the coordinating thread when it reaches the wait the wake
+        // ended (delivered now, it would find that wait satisfied and not sleep).
+        pending.removeAll { w in
+            guard creplay_load32(shared.waiting(w.target)) == BlockReason.wake.rawValue else { return false }
+            signal(edge: w.edge, target: w.target)
+            return true
+        }
+        handOverPendingWakes()
     }
 
     /// Blocks once, as briefly as the kernel allows: a timed sleep of 5 µs, doubled until the
@@ -718,18 +767,23 @@ final class ThreadContext: @unchecked Sendable {
         return false
     }
 
-    /// Ends with deferred wakes still pending (their wakees are behind): hands them to the
-    /// coordinating thread, which delivers each when its wakee reaches the wait it ended (a
-    /// producer's last messages still wake consumers that sleep for them). Waiting for them
-    /// here would cost this thread a sleep and a wakeup per late wakee, which the trace does
-    /// not have. After the hand-over this thread no longer touches `pending`.
-    func leavePendingWakes() {
+    /// Hands the deferred wakes this thread cannot keep (it must block, sleep or end; their
+    /// wakees are behind) to the coordinating thread, which delivers each when its wakee
+    /// reaches the wait it ended: the wakee still sleeps for it (a producer's last messages
+    /// still wake consumers that sleep for them). Delivering them at once would satisfy
+    /// those waits before they are reached; waiting for the wakees here would cost this
+    /// thread a sleep and a wakeup per late wakee, neither of which the trace has.
+    func handOverPendingWakes() {
         deliverArmedWakes()
-        if pending.isEmpty || shared.isStopped { return }
-        _ = creplay_add32(shared.endedWithPendingWord, 1)
-        creplay_store32(shared.waiting(program), BlockReason.ended.rawValue)
-        // A wakee that arrived before the flag was set nudged nobody: the coordinator looks
-        // at every ended thread's wakes when woken.
+        if pending.isEmpty { return }
+        let n = UInt32(pending.count)
+        shared.handedOffLock.lock()
+        shared.handedOff.append(contentsOf: pending)
+        shared.handedOffLock.unlock()
+        pending.removeAll(keepingCapacity: true)
+        _ = creplay_add32(shared.handedOffWord, n)
+        // A wakee that arrived before the count went up nudged nobody: the coordinator looks
+        // at every handed-off wake when woken.
         shared.nudgeCoordinator()
     }
 
@@ -752,9 +806,6 @@ final class ThreadContext: @unchecked Sendable {
         case wake = 1
         /// A wakee reaching its wait (a held or deferred wake).
         case arrival = 2
-        /// Not blocked: ended, its deferred wakes left to the coordinating thread, which a
-        /// wakee's arrival wakes instead.
-        case ended = 3
     }
 
     /// Blocks on this thread's futex word until `counter` reaches `target`, the run is
@@ -786,26 +837,12 @@ final class ThreadContext: @unchecked Sendable {
     @inline(__always) func nudge(_ p: Int, for reason: BlockReason) {
         let word = shared.futex(p)
         _ = creplay_add32(word, 1)
-        let waiting = creplay_load32(shared.waiting(p))
-        if waiting == reason.rawValue {
-            _ = creplay_futex_wake(word, 1)
-        } else if reason == .arrival && waiting == BlockReason.ended.rawValue {
-            shared.nudgeCoordinator()
-        }
+        if creplay_load32(shared.waiting(p)) == reason.rawValue { _ = creplay_futex_wake(word, 1) }
     }
 
     @inline(__always) func signal(edge: Int, target: Int) {
-        if pooled(edge) {
-            creplay_store64(shared.poolTime(target), creplay_monotonic_ns())
-            creplay_store32(shared.poolCPU(target), UInt32(bitPattern: creplay_getcpu()))
-            _ = creplay_add32(shared.poolCount(target), 1)
-        } else {
-            creplay_store64(shared.edgeTime(edge), creplay_monotonic_ns())
-            creplay_store32(shared.edgeCPU(edge), UInt32(bitPattern: creplay_getcpu()))
-            _ = creplay_add32(shared.edgeCount(edge), 1)
-        }
+        engine.signalWake(shared, edge: edge, target: target)
         if !engine.spawnEdges[edge] { wakesIssued += 1 }
-        nudge(target, for: .wake)
     }
 
     /// Spins until the thread's CPU clock reaches `target`. Checks the clock at most every

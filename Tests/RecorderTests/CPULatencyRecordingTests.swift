@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Recorder
 import TraceFormat
@@ -18,6 +19,8 @@ extension LiveRecordingTests {
 
     @Test(.enabled(if: cpuLatencyTracingAvailable, "needs power/pm_qos_* events and /dev/cpu_dma_latency"))
     func cpuLatencyRequestIsRecordedFromAddToRemove() throws {
+        cpuLatencyDeviceLock.lock()
+        defer { cpuLatencyDeviceLock.unlock() }
         let script = """
             import os, struct, time
             fd = os.open("/dev/cpu_dma_latency", os.O_RDWR)
@@ -46,6 +49,8 @@ extension LiveRecordingTests {
 
     @Test(.enabled(if: cpuLatencyTracingAvailable, "needs power/pm_qos_* events and /dev/cpu_dma_latency"))
     func forkedChildAndExitReleaseAreAttributedToTheHolder() throws {
+        cpuLatencyDeviceLock.lock()
+        defer { cpuLatencyDeviceLock.unlock() }
         // The parent opens and sets 3 µs, forks; the child inherits the file, sets 4 µs and
         // exits after the parent closed its copy: the child's calls act on the parent's request.
         // A second file is never closed: the exit releases it.

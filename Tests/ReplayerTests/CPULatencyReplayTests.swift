@@ -103,6 +103,8 @@ let cpuLatencyDeviceWritable = access(CPULatencyRequestFile.devicePath, W_OK) ==
 
     @Test(.enabled(if: cpuLatencyDeviceWritable, "needs root for /dev/cpu_dma_latency"))
     func replayHoldsTheRecordedLimitAtItsOffsetsAndReleasesIt() throws {
+        cpuLatencyDeviceLock.lock()
+        defer { cpuLatencyDeviceLock.unlock() }
         let (outcome, samples, before, after) = try replay(applying: true)
         // Another process may hold a lower limit meanwhile (the machine is shared): the device
         // reads the lowest of all. With nothing else held it reads 3 µs, then the default.
@@ -121,6 +123,8 @@ let cpuLatencyDeviceWritable = access(CPULatencyRequestFile.devicePath, W_OK) ==
 
     @Test(.enabled(if: cpuLatencyDeviceWritable, "needs root for /dev/cpu_dma_latency"))
     func withoutPMQoSTheLimitIsLeftAlone() throws {
+        cpuLatencyDeviceLock.lock()
+        defer { cpuLatencyDeviceLock.unlock() }
         let (outcome, samples, before, _) = try replay(applying: false)
         #expect(outcome.cpuLatencyChangesApplied == 0)
         #expect(samples.count > 100)

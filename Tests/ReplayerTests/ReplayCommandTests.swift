@@ -9,6 +9,8 @@ let replayctlBinary = replayctlExecutable()
 
 @Suite(.serialized) struct ReplayCommandTests {
     @Test(.enabled(if: replayctlBinary != nil)) func ctrlCStopsEveryThreadPromptly() throws {
+        cpuLatencyDeviceLock.lock()
+        defer { cpuLatencyDeviceLock.unlock() }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: replayctlBinary!)
         // ~1 s per run: 20 runs would take 20 s.

@@ -1,6 +1,7 @@
 import Foundation
 import Recorder
 import Stats
+import TestSupport
 import Testing
 import TraceFormat
 @testable import Replayer
@@ -41,6 +42,8 @@ func bareSleepCycleCPU() -> UInt64 {
 
 @Suite(.serialized) struct SampleTraceReplayTests {
     @Test func periodicTraceReplaysItsTimersAndCPU() throws {
+        cpuLatencyDeviceLock.lock()
+        defer { cpuLatencyDeviceLock.unlock() }
         let plan = try samplePlan("periodic.rpl")
         // cyclictest holds /dev/cpu_dma_latency at 0 µs from its start to its end.
         let hold = try #require(plan.cpuLatency.first)

@@ -33,3 +33,8 @@ public func runReplayctl(_ arguments: [String]) throws -> (status: Int32, stdout
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
 }
+
+/// Held by every test that holds a CPU latency QoS request (`/dev/cpu_dma_latency`) or reads
+/// the limit in force: the device reads the lowest request machine-wide, so such tests
+/// running in parallel (one test process runs every suite) would see each other's requests.
+public let cpuLatencyDeviceLock = NSLock()
