@@ -246,8 +246,8 @@ public final class ReplayEngine: @unchecked Sendable {
         creplay_store64(shared.startTime, start)
         creplay_store32(shared.startWord, 1)
         _ = creplay_futex_wake(shared.startWord, Int32.max)
-        // Watch for Ctrl-C while the threads run, deliver the deferred wakes that ended
-        // threads left behind as their wakees reach their waits, and change the CPU latency
+        // Watch for Ctrl-C while the threads run, deliver the deferred wakes that threads
+        // handed over as their wakees reach their waits, and change the CPU latency
         // limit at its recorded offsets: wake when nudged, at the next change, or within
         // 100 ms for Ctrl-C.
         while true {
@@ -308,9 +308,7 @@ public final class ReplayEngine: @unchecked Sendable {
             creplay_store32(shared.edgeCPU(edge), UInt32(bitPattern: creplay_getcpu()))
             _ = creplay_add32(shared.edgeCount(edge), 1)
         }
-        let word = shared.futex(target)
-        _ = creplay_add32(word, 1)
-        if creplay_load32(shared.waiting(target)) == ThreadContext.BlockReason.wake.rawValue { _ = creplay_futex_wake(word, 1) }
+        shared.nudge(target, for: .wake)
     }
 
     private func collect(contexts: [ThreadContext], start: UInt64, wallStart: UInt64, index: Int, warmup: Bool,
@@ -374,8 +372,8 @@ final class SharedState: @unchecked Sendable {
     var startTime: UnsafeMutablePointer<UInt64> { (memory + 2 * Self.line).assumingMemoryBound(to: UInt64.self) }
     var stopWord: UnsafeMutablePointer<UInt32> { (memory + 3 * Self.line).assumingMemoryBound(to: UInt32.self) }
     var doneWord: UnsafeMutablePointer<UInt32> { (memory + 4 * Self.line).assumingMemoryBound(to: UInt32.self) }
-    /// Bumped (and the coordinating thread woken) when a thread ends, and when a wakee
-    /// reaches a wait whose deferred wake an ended thread left behind.
+    /// Bumped (and the coordinating thread woken) when a thread ends or hands over deferred
+    /// wakes, and, while wakes are handed over, when a wakee reaches a wait.
     var coordinatorWord: UnsafeMutablePointer<UInt32> { (memory + 5 * Self.line).assumingMemoryBound(to: UInt32.self) }
     /// Deferred wakes handed to the coordinating thread and not delivered yet (`handedOff`):
     /// while there are any, every wakee reaching a wait wakes the coordinating thread. And
@@ -386,6 +384,16 @@ final class SharedState: @unchecked Sendable {
     var handedOff: [ThreadContext.PendingWake] = []
     let handedOffLock = NSLock()
     static let controlLines = 7
+
+    /// Bumps program `p`'s futex word, and wakes it only if it is waiting on it.
+    /// Only a thread blocked for that kind of news is woken: a wait is not disturbed by its
+    /// waker's wakee arriving, nor a held wake by a wake (each would be a sleep the trace
+    /// does not have, and a wakeup edge it does not have either).
+    @inline(__always) func nudge(_ p: Int, for reason: ThreadContext.BlockReason) {
+        let word = futex(p)
+        _ = creplay_add32(word, 1)
+        if creplay_load32(waiting(p)) == reason.rawValue { _ = creplay_futex_wake(word, 1) }
+    }
 
     /// Wakes the coordinating thread.
     func nudgeCoordinator() {
@@ -660,7 +668,7 @@ final class ThreadContext: @unchecked Sendable {
         let (counter, target, armed) = waitWords(edge: edge, count: count)
         if order != .free {
             if pooled(edge) { creplay_store32(armed, target) } else { _ = creplay_add32(armed, 1) }
-            nudge(engine.plan.edges[edge].waker, for: .arrival)
+            shared.nudge(engine.plan.edges[edge].waker, for: .arrival)
             if creplay_load32(shared.handedOffWord) > 0 { shared.nudgeCoordinator() }
         }
         return (counter, target)
@@ -828,16 +836,6 @@ final class ThreadContext: @unchecked Sendable {
         }
         creplay_store32(waitingFlag, 0)
         return (outcome, blocked)
-    }
-
-    /// Bumps program `p`'s futex word, and wakes it only if it is waiting on it.
-    /// Only a thread blocked for that kind of news is woken: a wait is not disturbed by its
-    /// waker's wakee arriving, nor a held wake by a wake (each would be a sleep the trace
-    /// does not have, and a wakeup edge it does not have either).
-    @inline(__always) func nudge(_ p: Int, for reason: BlockReason) {
-        let word = shared.futex(p)
-        _ = creplay_add32(word, 1)
-        if creplay_load32(shared.waiting(p)) == reason.rawValue { _ = creplay_futex_wake(word, 1) }
     }
 
     @inline(__always) func signal(edge: Int, target: Int) {
