@@ -92,6 +92,19 @@ public struct ComparisonReport: Sendable {
             + (input.results.runs.count > input.results.measuredRuns.count ? " (+\(input.results.runs.count - input.results.measuredRuns.count) warmup)" : "")
     }
 
+    /// Replay options that differ between the base and another input, one line each
+    /// ("cpuLatencyQoS: on in a.json, off in b.json"): a difference the kernels did not make.
+    public var optionDifferences: [String] {
+        var lines: [String] = []
+        for o in others {
+            for key in Set(base.results.options.keys).union(o.results.options.keys).sorted()
+            where base.results.options[key] != o.results.options[key] {
+                lines.append("\(key): \(base.results.options[key] ?? "unset") in \(base.label), \(o.results.options[key] ?? "unset") in \(o.label)")
+            }
+        }
+        return lines
+    }
+
     // MARK: Text
 
     /// The terminal table, in the spirit of mmtests' compare-kernels.
@@ -101,6 +114,7 @@ public struct ComparisonReport: Sendable {
         lines.append("trace \(trace.path) (sha256 \(trace.sha256.prefix(12))…), recorded on \(trace.recordedKernel)")
         lines.append("base  \(describe(base))")
         for (k, o) in others.enumerated() { lines.append("[\(k + 1)]   \(describe(o))") }
+        for d in optionDifferences { lines.append("WARNING: replayed with different options: \(d)") }
         lines.append("")
         var header = pad("metric", 24, left: true) + pad("base", 12)
         for k in others.indices { header += pad("[\(k + 1)]", 12) + pad("delta", 9) + "  " + pad("95% CI of delta", 20, left: true) + pad("", 7, left: true) }
@@ -132,6 +146,7 @@ public struct ComparisonReport: Sendable {
         var out = "### replayctl compare: \(base.results.trace.path)\n\n"
         out += "- base: \(describe(base))\n"
         for (k, o) in others.enumerated() { out += "- [\(k + 1)] \(describe(o))\n" }
+        for d in optionDifferences { out += "- **replayed with different options**: \(d)\n" }
         out += "\n| metric | base |" + others.indices.map { " [\($0 + 1)] | delta | 95% CI | verdict |" }.joined() + "\n"
         out += "|---|---:|" + others.indices.map { _ in "---:|---:|---|---|" }.joined() + "\n"
         for (row, metric) in options.metrics.enumerated() {

@@ -179,6 +179,21 @@ extension MetricComparison {
         let message = ResultsError.differentTraces(base: "a.json", baseSHA256: a.trace.sha256, other: "b.json", otherSHA256: b.trace.sha256).description
         #expect(message.contains("b.json and a.json are results of different traces"))
     }
+
+    @Test func warnsWhenTheReplaysUsedDifferentOptions() throws {
+        var g = SeededGenerator(seed: 2)
+        var a = SyntheticModel(samplesPerRun: 100).results(runs: 5, generator: &g)
+        var b = SyntheticModel(samplesPerRun: 100).results(runs: 5, generator: &g)
+        a.options["cpuLatencyQoS"] = "on"
+        b.options["cpuLatencyQoS"] = "off"
+        let report = try ComparisonReport(base: .init(label: "a.json", results: a), others: [.init(label: "b.json", results: b)])
+        #expect(report.optionDifferences == ["cpuLatencyQoS: on in a.json, off in b.json"])
+        #expect(report.text().contains("WARNING: replayed with different options: cpuLatencyQoS: on in a.json, off in b.json"))
+        b.options["cpuLatencyQoS"] = "on"
+        let same = try ComparisonReport(base: .init(label: "a.json", results: a), others: [.init(label: "b.json", results: b)])
+        #expect(same.optionDifferences.isEmpty)
+        #expect(!same.text().contains("WARNING"))
+    }
 }
 
 @Suite struct ReportTests {
