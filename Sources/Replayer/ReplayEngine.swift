@@ -604,7 +604,7 @@ final class ThreadContext: @unchecked Sendable {
                 let (counter, target) = arrive(edge: edge, count: count, order: order)
                 // A fixed spin: yielding for as long as the trace waited (plus the margin) lost
                 // more sleeps on shell-pipeline (14–19 % against 8 %, same recording).
-                if creplay_load32(counter) >= target || spinUntil(counter, target, for: engine.options.handOffSpinNanoseconds) {
+                if creplay_load32(counter) >= target || spin(for: engine.options.handOffSpinNanoseconds, until: { creplay_load32(counter) >= target }) {
                     handOffsYielded += 1
                     continue
                 }
@@ -728,13 +728,9 @@ final class ThreadContext: @unchecked Sendable {
     /// a wake while it cannot run), after giving their wakees `holdSpinNanoseconds` to arrive.
     func deliverPendingWakes() {
         if pending.isEmpty { return }
-        let spin = engine.options.holdSpinNanoseconds
-        if spin > 0 {
-            let end = creplay_monotonic_ns() + spin
-            while !pending.isEmpty && creplay_monotonic_ns() < end && creplay_thread_cpu_ns() < cpuBudgetEnd {
-                sched_yield()
-                deliverArmedWakes()
-            }
+        _ = spin(for: engine.options.holdSpinNanoseconds) {
+            deliverArmedWakes()
+            return pending.isEmpty
         }
         // A wakee blocked in an earlier wait takes its wake now (a real wakeup); one still
         // running gets it from the coordinating thread when it reaches the wait the wake
@@ -761,14 +757,7 @@ final class ThreadContext: @unchecked Sendable {
     /// Spins (yielding the CPU) up to `holdSpinNanoseconds` for the wakee to block in the
     /// wait that `armed` reaching `ordinal` announces.
     func spinUntilArmed(_ armed: UnsafeMutablePointer<UInt32>, _ ordinal: UInt32, wakee: Int) -> Bool {
-        let nanoseconds = engine.options.holdSpinNanoseconds
-        guard nanoseconds > 0 else { return false }
-        let end = creplay_monotonic_ns() + nanoseconds
-        repeat {
-            sched_yield()
-            if isBlockedInItsWait(armed, ordinal, wakee: wakee) { return true }
-        } while creplay_monotonic_ns() < end && creplay_thread_cpu_ns() < cpuBudgetEnd
-        return false
+        spin(for: engine.options.holdSpinNanoseconds) { isBlockedInItsWait(armed, ordinal, wakee: wakee) }
     }
 
     /// Whether the wakee has reached the wait a deferred wake ended (`armed` ≥ `ordinal`) and
@@ -780,14 +769,14 @@ final class ThreadContext: @unchecked Sendable {
         creplay_load32(armed) >= ordinal && creplay_load32(shared.waiting(wakee)) == BlockReason.wake.rawValue
     }
 
-    /// Spins, yielding the CPU, up to `nanoseconds` for `word` to reach `value`; never past
-    /// the program's CPU budget (what a spin uses, later burns do not).
-    func spinUntil(_ word: UnsafeMutablePointer<UInt32>, _ value: UInt32, for nanoseconds: UInt64) -> Bool {
+    /// Spins, yielding the CPU, up to `nanoseconds` until `done` says so; never past the
+    /// program's CPU budget (what a spin uses, later burns do not). Returns `done`'s answer.
+    @inline(__always) func spin(for nanoseconds: UInt64, until done: () -> Bool) -> Bool {
         guard nanoseconds > 0 else { return false }
         let end = creplay_monotonic_ns() + nanoseconds
         repeat {
             sched_yield()
-            if creplay_load32(word) >= value { return true }
+            if done() { return true }
         } while creplay_monotonic_ns() < end && creplay_thread_cpu_ns() < cpuBudgetEnd
         return false
     }
