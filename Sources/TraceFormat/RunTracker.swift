@@ -16,11 +16,6 @@ public struct RunInterval: Equatable, Sendable {
 
     /// `end − start`, 0 when a damaged trace put them out of order.
     public var length: UInt64 { end > start ? end - start : 0 }
-
-    /// The CPU time of this run: what the kernel charged when the trace has runtime reports,
-    /// else the interval's length. The thread CPU clock and `/proc/PID/schedstat` count it
-    /// the same way, and so does `perf sched latency`.
-    public var cpuNanoseconds: UInt64 { chargedNanoseconds > 0 ? chargedNanoseconds : length }
 }
 
 /// Rebuilds run intervals from switch events, inferring switch-ins the kernel did not log.
