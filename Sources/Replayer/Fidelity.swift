@@ -21,6 +21,17 @@ public struct FidelityReport: Codable, Sendable {
         public var replayWakeups: Int
     }
 
+    /// One waker → wakee pair: its task-context wakeups in each recording (replay tids
+    /// translated back to the original ones).
+    public struct Edge: Codable, Sendable {
+        public var wakerTid: Int32
+        public var wakeeTid: Int32
+        public var wakerComm: String
+        public var wakeeComm: String
+        public var originalWakeups: Int
+        public var replayWakeups: Int
+    }
+
     public var original: String
     public var replay: String
     /// Σ |CPU replay − CPU original| / Σ CPU original over matched tasks. A task's CPU time is
@@ -51,6 +62,13 @@ public struct FidelityReport: Codable, Sendable {
     /// Original tids in the map that the replay recording does not contain.
     public var missingTasks: [Int32]
     public var tasks: [Task]
+    /// Every edge of either recording, the largest differences first (what lowers
+    /// `edgeSimilarity`).
+    public var edges: [Edge]?
+    /// Task-context wakeups of matched tasks in the replay recording whose waker is not a
+    /// replay thread (the replayer's coordinating thread delivering handed-off wakes, or
+    /// another process): they count in no edge.
+    public var replayWakeupsFromOutside: Int?
 }
 
 /// The replay-side map: original tid → replay tid, and the replay window on CLOCK_MONOTONIC.
@@ -81,6 +99,8 @@ struct TraceFigures {
     var comm: [String]
     /// (waker tid, wakee tid) → task-context wakeups.
     var edges: [Int64: Int]
+    /// Task-context wakeups of a selected task by a task outside the selection.
+    var wakeupsFromOutside = 0
     /// Wakeup latency samples (waking → running) per wakee tid.
     var latencies: [Int32: [UInt64]]
     var firstActivity: [Int32: UInt64]
@@ -95,6 +115,7 @@ struct TraceFigures {
         var edges: [Int64: Int] = [:]
         var latencies: [Int32: [UInt64]] = [:]
         var pendingWake: [Int: UInt64] = [:]
+        var outside = 0
         var first: [Int32: UInt64] = [:], last: [Int32: UInt64] = [:]
         var tracker = RunTracker(taskCount: reader.tasks.count)
         let tidOf = self.tidOf
@@ -123,8 +144,12 @@ struct TraceFigures {
             case let .waking(waker, target, _, context):
                 touch(target, event.timestamp)
                 if tids.contains(tidOf[target.intValue]) { pendingWake[target.intValue] = event.timestamp }
-                if context == .task, let waker, !waker.isIdle, tids.contains(tidOf[waker.intValue]), tids.contains(tidOf[target.intValue]) {
-                    edges[Int64(tidOf[waker.intValue]) << 32 | Int64(tidOf[target.intValue]), default: 0] += 1
+                if context == .task, let waker, !waker.isIdle, tids.contains(tidOf[target.intValue]) {
+                    if tids.contains(tidOf[waker.intValue]) {
+                        edges[Int64(tidOf[waker.intValue]) << 32 | Int64(tidOf[target.intValue]), default: 0] += 1
+                    } else {
+                        outside += 1
+                    }
                 }
             case let .switchTask(prev, _, next):
                 if !prev.isIdle { touch(prev, event.timestamp) }
@@ -147,6 +172,7 @@ struct TraceFigures {
         }
         summary = builder.finish()
         self.edges = edges
+        wakeupsFromOutside = outside
         self.latencies = latencies
         firstActivity = first
         lastActivity = last
@@ -226,10 +252,18 @@ extension FidelityReport {
             if let ow = back[w], let ox = back[x] { rEdges[Int64(ow) << 32 | Int64(ox), default: 0] += n }
         }
         var minSum = 0.0, maxSum = 0.0
+        var edgeList: [Edge] = []
         for key in Set(o.edges.keys).union(rEdges.keys) {
-            let a = Double(o.edges[key] ?? 0), b = Double(rEdges[key] ?? 0)
-            minSum += min(a, b)
-            maxSum += max(a, b)
+            let a = o.edges[key] ?? 0, b = rEdges[key] ?? 0
+            minSum += Double(min(a, b))
+            maxSum += Double(max(a, b))
+            let w = Int32(truncatingIfNeeded: key >> 32), x = Int32(truncatingIfNeeded: key & 0xFFFF_FFFF)
+            edgeList.append(Edge(wakerTid: w, wakeeTid: x, wakerComm: commOf[w] ?? "?", wakeeComm: commOf[x] ?? "?",
+                                 originalWakeups: a, replayWakeups: b))
+        }
+        edgeList.sort {
+            let d0 = abs($0.replayWakeups - $0.originalWakeups), d1 = abs($1.replayWakeups - $1.originalWakeups)
+            return d0 != d1 ? d0 > d1 : ($0.wakerTid, $0.wakeeTid) < ($1.wakerTid, $1.wakeeTid)
         }
         let oLat = o.latencies.filter { originalTids.contains($0.key) }.values.flatMap { $0 }.sorted()
         let rLat = r.latencies.filter { replaySet.contains($0.key) }.values.flatMap { $0 }.sorted()
@@ -248,7 +282,8 @@ extension FidelityReport {
             originalWakeupLatencyP50: pct(oLat, 50), originalWakeupLatencyP99: pct(oLat, 99),
             replayWakeupLatencyP50: pct(rLat, 50), replayWakeupLatencyP99: pct(rLat, 99),
             matchedTasks: pairs.count, missingTasks: missing,
-            tasks: tasks.sorted { $0.originalCPUNanoseconds > $1.originalCPUNanoseconds })
+            tasks: tasks.sorted { $0.originalCPUNanoseconds > $1.originalCPUNanoseconds },
+            edges: edgeList, replayWakeupsFromOutside: r.wakeupsFromOutside)
     }
 }
 

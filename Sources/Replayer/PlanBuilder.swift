@@ -115,6 +115,25 @@ public enum PlanBuilder {
         var handOffAtomCount = 0
         /// Wakes received from replayed wakers so far (pooled ordinals).
         var wakesReceived: UInt32 = 0
+        /// The last wake this task received while it was still running, if it has not been
+        /// preempted since: when the task then blocks and runs again with no wake in between,
+        /// that wake ended the block (`InFlightWake`).
+        var inFlightWake: InFlightWake?
+    }
+
+    /// A wake that came just before its wakee switched out to sleep: `sched_waking` is
+    /// logged when `try_to_wake_up` starts, which can be while the wakee, already marked as
+    /// sleeping, is still on its way into `schedule()` on another CPU. The wakee then does
+    /// block, briefly, and this wake is what ends the block (no other `sched_waking` comes).
+    struct InFlightWake {
+        var edge: Int
+        /// The waker (task index) and the index of the wake atom in its program.
+        var waker: Int
+        var atom: Int
+        /// The edge's wake count and the wakee's pooled ordinal with this wake.
+        var count: UInt32
+        var ordinal: UInt32
+        var time: UInt64
     }
 
     struct Builder {
@@ -260,6 +279,7 @@ public enum PlanBuilder {
                 if context == .task, let waker, isSelected(waker), waker != target {
                     let w = waker.intValue
                     ensureStarted(w, at: t, blocked: false)
+                    resumeIfBlocked(w, at: t)
                     confirmHandOff(w, wakee: x)
                     emitRun(w, upTo: t)
                     let e = edge(from: state[w].program, to: state[x].program, spawn: false)
@@ -274,8 +294,12 @@ public enum PlanBuilder {
                         append(.wait(edge: e, count: plan.edges[e].count, recordedWake: offset(t)), to: x)
                         endBlock(x, at: t)
                     } else {
-                        // The wakee was not asleep (it had not switched out yet): no order to keep.
+                        // The wakee was not asleep (it had not switched out yet): no order to
+                        // keep, unless it blocks next and this wake ends that block.
                         append(.wake(edge: e, target: state[x].program, rendezvous: 0), to: w)
+                        state[x].inFlightWake = InFlightWake(
+                            edge: e, waker: w, atom: plan.programs[state[w].program].atoms.count - 1,
+                            count: plan.edges[e].count, ordinal: state[x].wakesReceived, time: t)
                     }
                 } else if state[x].blocked {
                     let unmatched = context == .task && !(waker.map { $0 == target || $0.isIdle } ?? false)
@@ -288,6 +312,7 @@ public enum PlanBuilder {
                 if isSelected(prev), !state[prev.intValue].exited {
                     let p = prev.intValue
                     ensureStarted(p, at: t, blocked: false)
+                    resumeIfBlocked(p, at: t)
                     if prevState.isBlocked && !state[p].blocked {
                         emitRun(p, upTo: t)
                         state[p].pendingHandOff = -1
@@ -302,7 +327,11 @@ public enum PlanBuilder {
                         }
                         state[p].blocked = true
                         state[p].initialBlock = false
-                    } else if prevState == .running, isSelected(next), state[p].lastWoke == next.intValue {
+                    } else if prevState == .running {
+                        // Preempted: a wake it got while running found it runnable.
+                        state[p].inFlightWake = nil
+                    }
+                    if prevState == .running, isSelected(next), state[p].lastWoke == next.intValue {
                         // The task it just woke preempted it (wakeup preemption).
                         state[p].preemptedBy = next.intValue
                         state[p].preemptedAt = t
@@ -311,11 +340,13 @@ public enum PlanBuilder {
                 if isSelected(next), !handedOff { state[next.intValue].preemptedBy = -1 }
                 if isSelected(next), !state[next.intValue].exited {
                     ensureStarted(next.intValue, at: t, blocked: false)
-                    // Running again without a wakeup we saw (lost event): the block is over.
+                    // Running again without a wakeup since it blocked: woken by a wake that came
+                    // just before the block, else by one the trace lost.
                     if state[next.intValue].blocked {
-                        let n = next.intValue
-                        append(.sleepUntil(offset: offset(t), unmatched: false), to: n)
-                        endBlock(n, at: t)
+                        resumeWithoutWake(next.intValue, at: t)
+                    } else {
+                        // Woken while waiting for a CPU (preempted): that wake ends no block.
+                        state[next.intValue].inFlightWake = nil
                     }
                 }
             case let .fork(parent, child):
@@ -324,6 +355,7 @@ public enum PlanBuilder {
                 if isSelected(parent), !state[parent.intValue].exited {
                     let p = parent.intValue
                     ensureStarted(p, at: t, blocked: false)
+                    resumeIfBlocked(p, at: t)
                     emitRun(p, upTo: t)
                     let program = newProgram(c)
                     plan.programs[program].spawnedBy = state[p].program
@@ -339,12 +371,14 @@ public enum PlanBuilder {
             case let .exec(task, comm):
                 guard isSelected(task), !state[task.intValue].exited else { return }
                 ensureStarted(task.intValue, at: t, blocked: false)
+                resumeIfBlocked(task.intValue, at: t)
                 state[task.intValue].pendingHandOff = -1
                 emitRun(task.intValue, upTo: t)
                 append(.exec(comm: comm), to: task.intValue)
             case let .exit(task):
                 guard isSelected(task), !state[task.intValue].exited else { return }
                 ensureStarted(task.intValue, at: t, blocked: false)
+                resumeIfBlocked(task.intValue, at: t)
                 emitRun(task.intValue, upTo: t)
                 state[task.intValue].exited = true
             case .runtime(let task, _):
@@ -381,7 +415,41 @@ public enum PlanBuilder {
             plan.handoffs += 1
         }
 
+        /// A task seen running at `t` (waking someone, switching out, forking, exec'ing,
+        /// exiting) while still blocked here was switched in without a logged switch-in and
+        /// without a wake since it blocked: its block ended when that run started.
+        mutating func resumeIfBlocked(_ task: Int, at t: UInt64) {
+            guard state[task].blocked else { return }
+            let runs = state[task].intervals
+            var lo = 0, hi = runs.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if runs[mid].start <= t { lo = mid + 1 } else { hi = mid }
+            }
+            let start = lo > 0 && runs[lo - 1].end >= t ? max(runs[lo - 1].start, state[task].boundary) : t
+            resumeWithoutWake(task, at: start)
+            plan.resumedWithoutSwitchIn += 1
+        }
+
+        /// Ends the block of `task`, running again at `t` with no wake seen since it blocked:
+        /// the wake that came just before it blocked ends it (turned into a wake the waker
+        /// holds for this wait, and the wait), or, without one, a timed sleep to `t`.
+        mutating func resumeWithoutWake(_ task: Int, at t: UInt64) {
+            if let w = state[task].inFlightWake, !state[task].initialBlock, state[w.waker].program >= 0 {
+                let e = w.edge
+                plan.edges[e].waits += 1
+                plan.edges[e].waitPoolOrdinals.append(w.ordinal)
+                plan.programs[state[w.waker].program].atoms[w.atom] = .wake(edge: e, target: state[task].program, rendezvous: plan.edges[e].waits)
+                append(.wait(edge: e, count: w.count, recordedWake: offset(w.time)), to: task)
+                plan.inFlightWakes += 1
+            } else {
+                append(.sleepUntil(offset: offset(t), unmatched: false), to: task)
+            }
+            endBlock(task, at: t)
+        }
+
         mutating func endBlock(_ task: Int, at t: UInt64) {
+            state[task].inFlightWake = nil
             if !state[task].initialBlock { plan.programs[state[task].program].sleeps += 1 }
             state[task].blocked = false
             state[task].initialBlock = false

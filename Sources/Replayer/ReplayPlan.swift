@@ -102,6 +102,12 @@ public struct ReplayPlan: Equatable, Sendable {
     public var unmatchedWaits: Int = 0
     /// Wakes from a task context whose waker is replayed but the wakee is not.
     public var wakesToUnreplayed: Int = 0
+    /// Blocks ended by a wake that came just before the task switched out (`sched_waking`
+    /// logged while the wakee was still on its way into `schedule()`): waits on that wake.
+    public var inFlightWakes: Int = 0
+    /// Blocked tasks seen running again with neither a wake nor a switch-in logged since
+    /// they blocked (their block ends where their inferred run starts).
+    public var resumedWithoutSwitchIn: Int = 0
     /// Wakeup preemptions turned into hand-offs (`PlanBuilder.Builder.handOff`).
     public var handoffs: Int = 0
     /// Switch-ins the trace did not log that were inferred while building.

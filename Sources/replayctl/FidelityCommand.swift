@@ -50,6 +50,9 @@ struct Fidelity: ParsableCommand {
             }
             print("  sleep count error:                  \(percent(report.sleepCountError))")
             print("  waker → wakee edge similarity:      \(String(format: "%.4f", report.edgeSimilarity))")
+            if let outside = report.replayWakeupsFromOutside, outside > 0 {
+                print("    replay wakeups from outside the replay threads: \(outside) (wakes handed to the coordinating thread; in no edge)")
+            }
             print("  makespan ratio (replay/original):   \(String(format: "%.3f", report.makespanRatio))  "
                   + "(\(formatSeconds(report.replayMakespanNanoseconds)) / \(formatSeconds(report.originalMakespanNanoseconds)))")
             print("  wakeup latency p50 / p99:           original \(micro(report.originalWakeupLatencyP50)) / \(micro(report.originalWakeupLatencyP99)), "
@@ -62,6 +65,17 @@ struct Fidelity: ParsableCommand {
                       + pad(String(format: "%.3f", Double(t.originalCPUNanoseconds) / 1e6), 10)
                       + pad(String(format: "%.3f", Double(t.replayCPUNanoseconds) / 1e6), 10)
                       + pad(String(format: "%+.1f%%", t.cpuError * 100), 8) + pad("\(t.originalSleeps)", 8) + pad("\(t.replaySleeps)", 8))
+            }
+            let differing = (report.edges ?? []).filter { $0.originalWakeups != $0.replayWakeups }
+            if !differing.isEmpty {
+                print("")
+                print("edges that differ (\(differing.count) of \(report.edges?.count ?? 0), largest first):")
+                print(pad("WAKER", 8) + "  " + pad("COMM", 16, left: true) + pad("WAKEE", 8) + "  " + pad("COMM", 16, left: true)
+                      + pad("WAKEUPS", 8) + pad("REPLAY", 8))
+                for e in limit > 0 ? Array(differing.prefix(limit)) : differing {
+                    print(pad("\(e.wakerTid)", 8) + "  " + pad(e.wakerComm, 16, left: true) + pad("\(e.wakeeTid)", 8) + "  "
+                          + pad(e.wakeeComm, 16, left: true) + pad("\(e.originalWakeups)", 8) + pad("\(e.replayWakeups)", 8))
+                }
             }
         }
     }

@@ -131,6 +131,12 @@ struct Replay: ParsableCommand {
         if plan.handoffs > 0 {
             print("  \(plan.handoffs) wakeup preemptions replayed as hand-offs (the waker resumes when its wakee blocks)")
         }
+        if plan.inFlightWakes > 0 {
+            print("  \(plan.inFlightWakes) sleeps ended by a wake logged just before the sleeper switched out (replayed as waits on it)")
+        }
+        if plan.resumedWithoutSwitchIn > 0 {
+            print("  \(plan.resumedWithoutSwitchIn) sleeps ended with neither a wake nor a switch-in logged (ended where the inferred run starts)")
+        }
         if plan.inferredSwitchIns > 0 {
             print("  \(plan.inferredSwitchIns) switch-ins the recording kernel did not log were inferred")
         }

@@ -210,6 +210,66 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
         #expect(program(plan, "a").wakeCount == 2)
     }
 
+    @Test func wakeLoggedJustBeforeTheSleepEndsIt() {
+        // a's sched_waking of b is logged at 10 µs while b, already marked as sleeping, is
+        // still on its way into schedule() on CPU 1; b switches out at 12 µs and is back at
+        // 30 µs with no other wake: that wake ended b's sleep.
+        var s = TraceScript()
+        let a = s.task("a"), b = s.task("b")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(0, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(10, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
+        s.at(12, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+        s.at(30, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(40, cpu: 1, .exit(task: b))
+        s.at(50, .exit(task: a))
+        let plan = s.plan()
+        #expect(plan.inFlightWakes == 1)
+        #expect(program(plan, "a").atoms == [.run(nanoseconds: 10_000), .wake(edge: 0, target: 1, rendezvous: 1), .run(nanoseconds: 40_000)])
+        let pb = program(plan, "b")
+        #expect(pb.atoms == [.run(nanoseconds: 12_000), .wait(edge: 0, count: 1, recordedWake: 10_000), .run(nanoseconds: 10_000)])
+        #expect(pb.sleeps == 1)
+        #expect(plan.edges[0].waitPoolOrdinals == [1])
+    }
+
+    @Test func wakeOfAPreemptedTaskEndsNoLaterSleep() {
+        // b is woken while preempted (runnable): it runs on, then sleeps, and comes back with
+        // no wake logged (a lost event): a timed sleep, not a wait on the old wake.
+        var s = TraceScript()
+        let a = s.task("a"), b = s.task("b")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(0, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(5, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
+        s.at(6, cpu: 1, .switchTask(prev: b, prevState: .running, next: .idle))
+        s.at(8, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(20, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+        s.at(40, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        let plan = s.plan()
+        #expect(plan.inFlightWakes == 0)
+        #expect(program(plan, "a").atoms.contains(.wake(edge: 0, target: 1, rendezvous: 0)))
+        #expect(program(plan, "b").atoms.contains(.sleepUntil(offset: 40_000, unmatched: false)))
+    }
+
+    @Test func sleepEndedWithNeitherWakeNorSwitchInEndsWhereTheRunStarts() {
+        // b sleeps at 20 µs on CPU 1 (which does not log idle → task), comes back at 60 µs
+        // with no wake logged and runs 40 µs: it slept once until 60 µs, then slept again.
+        var s = TraceScript()
+        let a = s.task("a"), b = s.task("b")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(0, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(20, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+        s.at(100, cpu: 1, .runtime(task: b, nanoseconds: 40_000))
+        s.at(100, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+        s.at(150, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
+        s.at(500, .exit(task: a))
+        let plan = s.plan()
+        #expect(plan.resumedWithoutSwitchIn == 1)
+        let pb = program(plan, "b")
+        #expect(pb.atoms == [.run(nanoseconds: 20_000), .sleepUntil(offset: 60_000, unmatched: false), .run(nanoseconds: 40_000),
+                             .wait(edge: 0, count: 1, recordedWake: 150_000)])
+        #expect(pb.sleeps == 2)
+    }
+
     @Test func wakeupPreemptionBecomesAHandOffNotASleep() {
         // perf bench sched pipe on one CPU: b wakes a, a preempts b at once, a blocks, b resumes.
         var s = TraceScript()

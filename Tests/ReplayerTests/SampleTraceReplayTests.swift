@@ -109,6 +109,13 @@ func bareSleepCycleCPU() -> UInt64 {
         // Loose bounds: a shared, noisy 2-CPU machine (the targets are measured by bench/replay-fidelity.sh).
         #expect(report.cpuWeightedAbsoluteError < 0.15, "CPU error \(report.cpuWeightedAbsoluteError)")
         #expect(report.edgeSimilarity > 0.3, "edge similarity \(report.edgeSimilarity)")
+        // The per-edge list is what the similarity is computed from: Σ min / Σ max of its counts.
+        let edges = try #require(report.edges)
+        #expect(edges.contains { $0.originalWakeups > 0 && $0.replayWakeups > 0 })
+        let minSum = edges.reduce(0) { $0 + min($1.originalWakeups, $1.replayWakeups) }
+        let maxSum = edges.reduce(0) { $0 + max($1.originalWakeups, $1.replayWakeups) }
+        #expect(abs(Double(minSum) / Double(maxSum) - report.edgeSimilarity) < 1e-9)
+        #expect(edges.map(\.originalWakeups).reduce(0, +) <= report.tasks.reduce(0) { $0 + $1.originalWakeups })
         #expect(report.makespanRatio > 0.3 && report.makespanRatio < 3, "makespan ratio \(report.makespanRatio): \(report.replayMakespanNanoseconds) ns against \(report.originalMakespanNanoseconds); engine makespan \(replayed.makespanNanoseconds) ns, counts \(replayed.counts)")
         // Spawned threads block from their creation until their spawn: the map says when each
         // was spawned, and without it the fidelity would count those blocks as sleeps.
