@@ -79,8 +79,8 @@ public struct ReplayMap: Codable, Sendable {
     public var startMonotonicNanoseconds: UInt64?
     public var endMonotonicNanoseconds: UInt64?
     /// Original tid → when its replay thread was spawned by its parent (CLOCK_MONOTONIC).
-    /// Replay threads are created before the start and block until their spawn: that block
-    /// and the parent's wake that ends it are not part of the task's life in the trace.
+    /// Anything of its thread before that (a replay that pre-created its threads blocked
+    /// them until their spawn) is not part of the task's life in the trace.
     public var spawnedMonotonicNanoseconds: [String: UInt64]?
 
     public init(threads: [String: Int32], startMonotonicNanoseconds: UInt64?, endMonotonicNanoseconds: UInt64?,

@@ -117,7 +117,7 @@ public struct RunOutcome: Sendable {
     public var startMonotonicNanoseconds: UInt64
     public var endMonotonicNanoseconds: UInt64
     /// Per program started by a parent's spawn: when it was spawned (CLOCK_MONOTONIC), or 0.
-    /// Until then its pre-created thread was blocked waiting for the spawn.
+    /// Its thread was created then.
     public var spawnedMonotonicNanoseconds: [UInt64] = []
     /// CPU latency limit changes written to `/dev/cpu_dma_latency` during the run (0 when the
     /// plan has none, with `--no-pm-qos`, or when the device could not be used).
@@ -216,27 +216,26 @@ public final class ReplayEngine: @unchecked Sendable {
             }
         }
         let contexts = plan.programs.indices.map { ThreadContext(engine: self, shared: shared, program: $0) }
-        var threads: [UInt] = []
-        threads.reserveCapacity(contexts.count)
-        for (i, ctx) in contexts.enumerated() {
-            let box = Unmanaged.passRetained(ctx)
-            var handle: UInt = 0
-            let r = creplay_thread_create(replayThreadBody, box.toOpaque(), options.stackSize, &handle)
-            if r != 0 {
-                box.release()
+        shared.contexts = contexts
+        defer { shared.contexts = [] }
+        // The tasks that exist at the start get their threads now; a spawned task gets its
+        // thread when its parent spawns it, so that the kernel places it as a new task
+        // (fork balancing), not as a wakeup of a thread created long before.
+        let roots = contexts.filter { plan.programs[$0.program].spawnedBy == nil }
+        for ctx in roots {
+            if let r = createThread(ctx, shared) {
                 shared.stop()
                 creplay_store64(shared.startTime, creplay_monotonic_ns())
                 creplay_store32(shared.startWord, 1)
                 _ = creplay_futex_wake(shared.startWord, Int32.max)
-                for t in threads { _ = creplay_thread_join(t) }
-                throw ReplayError.threadCreation(index: i, comm: plan.programs[i].comm, errno: r)
+                for t in shared.takeThreads() { _ = creplay_thread_join(t) }
+                throw ReplayError.threadCreation(index: ctx.program, comm: plan.programs[ctx.program].comm, errno: r)
             }
-            threads.append(handle)
         }
         // Wait until every thread has set itself up, then release them together.
         while true {
             let ready = creplay_load32(shared.readyWord)
-            if Int(ready) >= contexts.count { break }
+            if Int(ready) >= roots.count { break }
             _ = creplay_futex_wait(shared.readyWord, ready, 50_000_000)
         }
         let wallStart = UInt64(Date().timeIntervalSince1970 * 1e9)
@@ -253,7 +252,9 @@ public final class ReplayEngine: @unchecked Sendable {
         while true {
             let sequence = creplay_load32(shared.coordinatorWord)
             if creplay_load32(shared.handedOffWord) > 0 { deliverHandedOff(shared, all: false) }
-            if Int(creplay_load32(shared.doneWord)) >= contexts.count {
+            // Done first, then created: a thread that could still create one is not done.
+            let done = creplay_load32(shared.doneWord)
+            if done >= creplay_load32(shared.createdWord) {
                 // Wakes whose wakee ended without reaching their wait still count as issued.
                 deliverHandedOff(shared, all: true)
                 break
@@ -268,15 +269,35 @@ public final class ReplayEngine: @unchecked Sendable {
             }
             _ = creplay_futex_wait(shared.coordinatorWord, sequence, timeout)
         }
-        for t in threads { _ = creplay_thread_join(t) }
+        for t in shared.takeThreads() { _ = creplay_thread_join(t) }
         latencyFile?.close()
         if ReplayInterrupt.isRequested { throw ReplayError.interrupted }
+        if let (program, code) = shared.creationFailure {
+            throw ReplayError.threadCreation(index: program, comm: plan.programs[program].comm, errno: code)
+        }
         var outcome = collect(contexts: contexts, start: start, wallStart: wallStart, index: index, warmup: warmup,
                               handedOffWakes: UInt64(creplay_load32(shared.handedOffDelivered)))
         outcome.cpuLatencyChangesApplied = changesApplied
         outcome.cpuLatencyProblem = latencyProblem
         if let latencyProblem { outcome.warnings.append(latencyProblem) }
         return outcome
+    }
+
+    /// Starts the thread of `ctx`; returns the error number when it cannot be created.
+    func createThread(_ ctx: ThreadContext, _ shared: SharedState) -> Int32? {
+        _ = creplay_add32(shared.createdWord, 1)
+        let box = Unmanaged.passRetained(ctx)
+        var handle: UInt = 0
+        let r = creplay_thread_create(replayThreadBody, box.toOpaque(), options.stackSize, &handle)
+        if r != 0 {
+            box.release()
+            _ = creplay_add32(shared.createdWord, 0 &- 1)
+            return r
+        }
+        shared.threadsLock.lock()
+        shared.threads.append(handle)
+        shared.threadsLock.unlock()
+        return nil
     }
 
     /// Delivers the handed-off wakes whose wakee has reached its wait (`all`: every one).
@@ -383,7 +404,24 @@ final class SharedState: @unchecked Sendable {
     /// Deferred wakes whose waker could not keep them (it had to block, sleep or end).
     var handedOff: [ThreadContext.PendingWake] = []
     let handedOffLock = NSLock()
+    /// Threads created so far (+8 in the done line): the run is over when as many are done.
+    var createdWord: UnsafeMutablePointer<UInt32> { (memory + 4 * Self.line + 8).assumingMemoryBound(to: UInt32.self) }
+    /// Every program's context, for a parent to start its child's thread (cleared after the run).
+    var contexts: [ThreadContext] = []
+    /// Handles of the threads created, for joining.
+    var threads: [UInt] = []
+    let threadsLock = NSLock()
+    /// The first spawned thread that could not be created (program, errno).
+    var creationFailure: (Int, Int32)?
     static let controlLines = 7
+
+    func takeThreads() -> [UInt] {
+        threadsLock.lock()
+        defer { threadsLock.unlock() }
+        let t = threads
+        threads = []
+        return t
+    }
 
     /// Bumps program `p`'s futex word, and wakes it only if it is waiting on it.
     /// Only a thread blocked for that kind of news is woken: a wait is not disturbed by its
@@ -548,7 +586,7 @@ final class ThreadContext: @unchecked Sendable {
         setUp()
         _ = creplay_add32(shared.readyWord, 1)
         _ = creplay_futex_wake(shared.readyWord, 1)
-        while creplay_load32(shared.startWord) == 0 {
+        while creplay_load32(shared.startWord) == 0 && !shared.isStopped {
             _ = creplay_futex_wait(shared.startWord, 0, 0)
         }
         let start = creplay_load64(shared.startTime)
@@ -586,7 +624,6 @@ final class ThreadContext: @unchecked Sendable {
                     continue
                 }
                 let (outcome, blocked) = blockForWake(counter, target, recordedWake: start + recordedWake, myFutex: myFutex)
-                if engine.spawnEdges[edge] { spawnedAt = creplay_monotonic_ns() }
                 if outcome == .reached {
                     if blocked && !engine.spawnEdges[edge] {
                         let now = creplay_monotonic_ns()
@@ -650,7 +687,15 @@ final class ThreadContext: @unchecked Sendable {
                 }
                 signal(edge: edge, target: target)
             case let .spawn(child, edge):
+                // The child's first atom waits for this wake: it finds it there at once.
+                shared.contexts[child].spawnedAt = creplay_monotonic_ns()
                 signal(edge: edge, target: child)
+                if let r = engine.createThread(shared.contexts[child], shared) {
+                    shared.threadsLock.lock()
+                    if shared.creationFailure == nil { shared.creationFailure = (child, r) }
+                    shared.threadsLock.unlock()
+                    shared.stop()
+                }
             case let .exec(comm):
                 _ = creplay_set_name(comm)
             }

@@ -139,6 +139,40 @@ import TraceFormat
         // The spawn is not a wakeup: one latency sample, the parent's.
         #expect(outcome.run.wakeupLatency.count + outcome.run.counts.waitsAlreadySatisfied >= 1)
         #expect(outcome.run.counts.wakes == 1)
+        // The child's thread was created when the parent had burned its first millisecond.
+        let childIndex = plan.programs.firstIndex { $0.comm == "child" }!
+        let spawned = outcome.spawnedMonotonicNanoseconds[childIndex]
+        #expect(spawned >= outcome.startMonotonicNanoseconds + 900_000, "spawned \(spawned - outcome.startMonotonicNanoseconds) ns after the start")
+        #expect(outcome.replayTids[childIndex] != 0 && outcome.replayTids[childIndex] != outcome.replayTids[0])
+    }
+
+    @Test func spawnChainRunsToTheEnd() throws {
+        // A parent forks a child that forks a grandchild; the parent waits for its child's
+        // exit: threads created by threads are all run and joined, and the run ends after
+        // the last.
+        var s = TraceScript()
+        let a = s.task("a")
+        let b = s.task("b", parent: a)
+        let c = s.task("c", parent: b)
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(500, .fork(parent: a, child: b))
+        s.at(500, .switchTask(prev: a, prevState: .sleeping, next: b))
+        s.at(1000, .fork(parent: b, child: c))
+        s.at(2000, .exit(task: b))
+        s.at(2000, .waking(waker: b, target: a, targetCPU: CPU(0), context: .task))
+        s.at(2000, .switchTask(prev: b, prevState: .dead, next: c))
+        s.at(3000, .exit(task: c))
+        s.at(3000, .switchTask(prev: c, prevState: .dead, next: a))
+        s.at(3500, .exit(task: a))
+        let plan = s.plan()
+        #expect(plan.programs.count == 3)
+        let outcome = try ReplayEngine(plan: plan).run(index: 0, warmup: false)
+        let byComm = Dictionary(uniqueKeysWithValues: outcome.run.tasks.map { ($0.comm, $0) })
+        #expect(abs(Int64(byComm["b"]!.cpuNanoseconds) - 1_500_000) < 250_000)
+        #expect(abs(Int64(byComm["c"]!.cpuNanoseconds) - 1_000_000) < 250_000)
+        #expect(Set(outcome.replayTids).count == 3)
+        // a: 0.5 ms, waits for b (spawned then, 1.5 ms), 0.5 ms more.
+        #expect(outcome.endMonotonicNanoseconds - outcome.startMonotonicNanoseconds >= 2_400_000)
     }
 
     @Test func cpuScaleScalesBurns() throws {
