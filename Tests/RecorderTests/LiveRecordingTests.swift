@@ -50,12 +50,16 @@ struct LiveRecordingTests {
         #expect(summary.totalLostEvents == 0)
         var child: TaskIndex?, parent: TaskIndex?
         var pairs: [[TaskIndex]: Int] = [:]
+        var sleeps: [TaskIndex: Int] = [:], woken: [TaskIndex: Int] = [:]
         for e in try reader.allEvents() {
             switch e.kind {
             case let .fork(p, c) where reader.tasks[p.intValue].comm.hasPrefix("python"):
                 (parent, child) = (p, c)
-            case let .waking(waker?, target, _, .task):
-                pairs[[waker, target], default: 0] += 1
+            case let .waking(waker, target, _, context):
+                woken[target, default: 0] += 1
+                if context == .task, let waker { pairs[[waker, target], default: 0] += 1 }
+            case let .switchTask(prev, state, _) where state.isBlocked:
+                sleeps[prev, default: 0] += 1
             default: break
             }
         }
@@ -63,14 +67,20 @@ struct LiveRecordingTests {
         #expect(reader.tasks[p.intValue].isRecorded && reader.tasks[c.intValue].isRecorded)
         // The kernel logs a wakeup only when the other side is already asleep in read(); with one
         // process per CPU that is nearly always, but not for the first message or when the
-        // machine is busy: at least 90 % of the N messages each way must be wakeups, and the
-        // task-context wakeups each receives must come from the other (the right waker; ≥ 95 %:
-        // the parent also gets a few from its startup and from the child's exit).
+        // machine is busy (1 777 of 2 000 once, under a full `swift test`): at least 75 % of the
+        // N messages each way must be wakeups, every sleep of either must have been ended by a
+        // logged wakeup, and the task-context wakeups each receives must come from the other
+        // (the right waker; ≥ 95 %: the parent also gets a few from its startup and from the
+        // child's exit).
         let pc = pairs[[p, c], default: 0], cp = pairs[[c, p], default: 0]
-        #expect(pc >= n * 9 / 10, "parent→child task wakeups \(pc) of \(n) messages")
-        #expect(cp >= n * 9 / 10, "child→parent task wakeups \(cp) of \(n) messages")
+        #expect(pc >= n * 3 / 4, "parent→child task wakeups \(pc) of \(n) messages")
+        #expect(cp >= n * 3 / 4, "child→parent task wakeups \(cp) of \(n) messages")
         let toChild = pairs.filter { $0.key[1] == c }.values.reduce(0, +)
         let toParent = pairs.filter { $0.key[1] == p }.values.reduce(0, +)
+        // A sleep ends with a wakeup; a wakeup can also find its task not asleep yet (no sleep).
+        for (task, name) in [(c, "child"), (p, "parent")] {
+            #expect(woken[task, default: 0] >= sleeps[task, default: 0], "the \(name) slept \(sleeps[task, default: 0]) times, was woken \(woken[task, default: 0]) times")
+        }
         #expect(pc * 100 >= toChild * 95 && cp * 100 >= toParent * 95, "wakers of the child \(toChild), of which the parent \(pc); of the parent \(toParent), of which the child \(cp)")
     }
 
@@ -144,7 +154,10 @@ struct LiveRecordingTests {
         for t in s.tasks where t.task.intValue < reader.tasks.count && reader.tasks[t.task.intValue].isRecorded
             && t.reportedRuntimeNanoseconds > 100_000_000 {
             let reported = Double(t.reportedRuntimeNanoseconds), inferred = Double(t.cpuNanoseconds)
-            #expect(abs(inferred - reported) / reported < 0.05,
+            // A missing switch-in taken as a run would add the 2 ms sleeps (+66 %); what the two
+            // measures legitimately differ by (an idle CPU's wakeup charged before the switch-in)
+            // reached 5.02 % once under a full parallel `swift test`.
+            #expect(abs(inferred - reported) / reported < 0.08,
                     "task \(reader.tasks[t.task.intValue].tid): run intervals \(inferred / 1e6) ms, sched_stat_runtime \(reported / 1e6) ms (\(t.inferredSwitchIns) inferred starts)")
             checked += 1
         }
