@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer target for the .rpl reader/decoder and runs it.
+# Builds the libFuzzer target for the .rpl reader/decoder (and the replay PlanBuilder) and runs it.
 #   fuzz/run.sh [SECONDS] [extra libFuzzer flags…]     (default 60 s; 0 = until stopped)
 # Crashing inputs are written to fuzz/crash-*; the working corpus grows in fuzz/corpus/.
 # Kept apart from `swift build`/`swift test`: the sanitizer flags apply only here.
@@ -14,8 +14,10 @@ sources=(Sources/TraceFormat/*.swift)
 echo "fuzz: building the seed generator and the fuzz target (swiftc -sanitize=fuzzer,address)"
 swiftc -O -parse-as-library -module-name RPLSeeds "${sources[@]}" fuzz/MakeSeeds.swift -o "$out/make-seeds"
 # The gold linker warns "Cannot export local symbol" for Swift symbols: harmless.
+# PlanBuilder and the rt-app export are fuzzed too, compiled into the same module (its import of TraceFormat removed).
+for f in PlanBuilder ReplayPlan RtAppExport; do sed '/^import TraceFormat$/d' "Sources/Replayer/$f.swift" > "$out/$f.swift"; done
 swiftc -O -g -sanitize=fuzzer,address -parse-as-library -module-name RPLFuzz \
-    "${sources[@]}" fuzz/FuzzDecoder.swift -o "$out/fuzz-decoder" 2> >(grep -v "Cannot export local symbol" >&2)
+    "${sources[@]}" "$out/PlanBuilder.swift" "$out/ReplayPlan.swift" "$out/RtAppExport.swift" fuzz/FuzzDecoder.swift -o "$out/fuzz-decoder" 2> >(grep -v "Cannot export local symbol" >&2)
 "$out/make-seeds" fuzz/corpus
 # Version 1.0 files too (the reader still decodes them): the golden trace and its truncated copy.
 cp traces/golden/small-v1.rpl fuzz/corpus/seed-golden-v1.rpl

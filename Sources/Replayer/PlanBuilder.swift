@@ -201,14 +201,14 @@ public enum PlanBuilder {
                 if run.chargedNanoseconds > 0 {
                     let length = run.length
                     if run.chargedNanoseconds >= length {
-                        if s == run.start { part += run.chargedNanoseconds - length }
+                        if s == run.start { part = part.adding(saturating: run.chargedNanoseconds - length) }
                     } else if length > 0 {
                         // Charged less than the interval (an inferred start placed early):
                         // scale, so that the parts still add up to the charge.
-                        part = UInt64(Double(part) * Double(run.chargedNanoseconds) / Double(length))
+                        part = UInt64(saturatingNanoseconds: Double(part) * Double(run.chargedNanoseconds) / Double(length))
                     }
                 }
-                total += part
+                total = total.adding(saturating: part)
                 i += 1
             }
             return total
@@ -227,11 +227,11 @@ public enum PlanBuilder {
             guard ns > 0 else { return }
             let p = state[task].program
             if case let .run(previous)? = plan.programs[p].atoms.last {
-                plan.programs[p].atoms[plan.programs[p].atoms.count - 1] = .run(nanoseconds: previous + ns)
+                plan.programs[p].atoms[plan.programs[p].atoms.count - 1] = .run(nanoseconds: previous.adding(saturating: ns))
             } else {
                 plan.programs[p].atoms.append(.run(nanoseconds: ns))
             }
-            plan.programs[p].recordedCPUNanoseconds += ns
+            plan.programs[p].recordedCPUNanoseconds = plan.programs[p].recordedCPUNanoseconds.adding(saturating: ns)
         }
 
         mutating func newProgram(_ task: Int) -> Int {

@@ -206,7 +206,7 @@ public final class ReplayEngine: @unchecked Sendable {
         /// Writes the changes due by `now` (CLOCK_MONOTONIC; offsets count from `start`).
         func applyLatencyChanges(start: UInt64, now: UInt64) {
             guard let file = latencyFile else { return }
-            while nextChange < latencyChanges.count && start + latencyChanges[nextChange].offsetNanoseconds <= now {
+            while nextChange < latencyChanges.count && start.adding(saturating: latencyChanges[nextChange].offsetNanoseconds) <= now {
                 if let failure = file.set(latencyChanges[nextChange].valueMicroseconds) {
                     latencyProblem = latencyProblem ?? failure
                 } else {
@@ -264,7 +264,7 @@ public final class ReplayEngine: @unchecked Sendable {
             applyLatencyChanges(start: start, now: now)
             var timeout: UInt64 = 100_000_000
             if latencyFile != nil && nextChange < latencyChanges.count {
-                let due = start + latencyChanges[nextChange].offsetNanoseconds
+                let due = start.adding(saturating: latencyChanges[nextChange].offsetNanoseconds)
                 timeout = min(timeout, max(1, due > now ? due - now : 1))
             }
             _ = creplay_futex_wait(shared.coordinatorWord, sequence, timeout)
@@ -365,7 +365,7 @@ public final class ReplayEngine: @unchecked Sendable {
             for w in ctx.warnings { warnings.insert(w) }
             tasks.append(ReplayTaskResult(
                 originalTid: p.tid, replayTid: ctx.tid, comm: p.comm,
-                recordedCpuNanoseconds: UInt64(Double(p.recordedCPUNanoseconds) * options.cpuScale),
+                recordedCpuNanoseconds: UInt64(saturatingNanoseconds: Double(p.recordedCPUNanoseconds) * options.cpuScale),
                 cpuNanoseconds: ctx.cpuUsed, wakesReceived: UInt64(ctx.wakeLatencies.count) + ctx.waitsAlreadySatisfied,
                 sleeps: ctx.waits + ctx.timedSleeps, timedSleeps: ctx.timedSleeps,
                 wakeupLatencyP50: own.percentile(50), wakeupLatencyP99: own.percentile(99),
@@ -606,7 +606,7 @@ final class ThreadContext: @unchecked Sendable {
         let switchesBase = creplay_voluntary_switches()
         cpuSeen = cpuBase
         var cpuTarget: Double = 0
-        cpuBudgetEnd = cpuBase + UInt64(Double(plan.programs[program].recordedCPUNanoseconds) * scale)
+        cpuBudgetEnd = cpuBase.adding(saturating: UInt64(saturatingNanoseconds: Double(plan.programs[program].recordedCPUNanoseconds) * scale))
         let myFutex = shared.futex(program)
         let order = engine.options.wakeOrder
         for atom in atoms {
@@ -615,7 +615,7 @@ final class ThreadContext: @unchecked Sendable {
             switch atom {
             case let .run(ns):
                 cpuTarget += Double(ns) * scale
-                burn(until: cpuBase + UInt64(cpuTarget))
+                burn(until: cpuBase.adding(saturating: UInt64(saturatingNanoseconds: cpuTarget)))
             case let .wait(edge, count, recordedWake):
                 waits += 1
                 let (counter, target) = arrive(edge: edge, count: count, order: order)
@@ -623,7 +623,7 @@ final class ThreadContext: @unchecked Sendable {
                     waitsAlreadySatisfied += 1
                     continue
                 }
-                let (outcome, blocked) = blockForWake(counter, target, recordedWake: start + recordedWake, myFutex: myFutex)
+                let (outcome, blocked) = blockForWake(counter, target, recordedWake: start.adding(saturating: recordedWake), myFutex: myFutex)
                 if outcome == .reached {
                     if blocked && !engine.spawnEdges[edge] {
                         let now = creplay_monotonic_ns()
@@ -645,10 +645,10 @@ final class ThreadContext: @unchecked Sendable {
                     handOffsYielded += 1
                     continue
                 }
-                _ = blockForWake(counter, target, recordedWake: start + recordedWake, myFutex: myFutex)
+                _ = blockForWake(counter, target, recordedWake: start.adding(saturating: recordedWake), myFutex: myFutex)
                 handOffsBlocked += 1
             case let .sleepUntil(offset, _):
-                let deadline = start + offset
+                let deadline = start.adding(saturating: offset)
                 timedSleeps += 1
                 var now = creplay_monotonic_ns()
                 if now >= deadline {
@@ -725,7 +725,7 @@ final class ThreadContext: @unchecked Sendable {
     func blockForWake(_ counter: UnsafeMutablePointer<UInt32>, _ target: UInt32, recordedWake: UInt64,
                       myFutex: UnsafeMutablePointer<UInt32>) -> (outcome: BlockOutcome, blocked: Bool) {
         deliverPendingWakes()
-        let giveUp = max(creplay_monotonic_ns(), recordedWake) + engine.options.waitTimeoutNanoseconds
+        let giveUp = max(creplay_monotonic_ns(), recordedWake).adding(saturating: engine.options.waitTimeoutNanoseconds)
         let result = block(until: counter, reaches: target, giveUp: giveUp, myFutex: myFutex, for: .wake)
         if result.outcome == .timedOut { timedOutWaits += 1 }
         return result

@@ -169,15 +169,16 @@ public enum RtAppExporter {
         // A run slot before every other event, even of 0 µs (not written), so that segments
         // differing only by a sub-µs run have the same shape and compress together.
         func flushRun() {
-            let total = max(emittedRunMicroseconds, (runNanoseconds + 500) / 1000)
+            let total = max(emittedRunMicroseconds, runNanoseconds.adding(saturating: 500) / 1000)
             items.append(.run(Int(total - emittedRunMicroseconds)))
             emittedRunMicroseconds = total
         }
         for atom in program.atoms {
             switch atom {
             case let .run(ns):
-                runNanoseconds += ns
-                cursor += ns
+                // Saturating: the timestamps of a damaged trace can be anything.
+                runNanoseconds = runNanoseconds.adding(saturating: ns)
+                cursor = cursor.adding(saturating: ns)
             case let .wake(_, target, _):
                 flushRun()
                 items.append(.resume(names[target]))
@@ -195,15 +196,15 @@ public enum RtAppExporter {
                 let origin = timerOrigin ?? cursor
                 timerOrigin = origin
                 let deadline = Int((offset &- min(offset, origin)) / 1000)
-                let period = max(1, deadline - timerMicroseconds)
-                timerMicroseconds += period
+                let period = max(1, deadline &- timerMicroseconds)
+                timerMicroseconds = timerMicroseconds.addingReportingOverflow(period).overflow ? Int.max : timerMicroseconds + period
                 items.append(.timer(period))
                 cursor = max(cursor, offset)
             case .exec:
                 execs += 1
             }
         }
-        if runNanoseconds > 0 && (runNanoseconds + 500) / 1000 > emittedRunMicroseconds { flushRun() }
+        if runNanoseconds > 0 && runNanoseconds.adding(saturating: 500) / 1000 > emittedRunMicroseconds { flushRun() }
         return (items, execs)
     }
 
@@ -239,7 +240,7 @@ public enum RtAppExporter {
                     return diff <= Double(options.absoluteToleranceMicroseconds) || diff <= options.tolerance * max(mean, Double(value))
                 }
                 if similar {
-                    last.sums = zip(last.sums, values).map { $0 + $1 }
+                    last.sums = zip(last.sums, values).map { $0.addingReportingOverflow($1).overflow ? Int.max : $0 + $1 }
                     last.loop += 1
                     phases[phases.count - 1] = last
                     continue

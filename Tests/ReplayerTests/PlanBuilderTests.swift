@@ -270,6 +270,28 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
         #expect(pb.sleeps == 2)
     }
 
+    @Test func absurdTimestampsOfADamagedTraceDoNotTrap() {
+        // Found by the fuzzer (fuzz/run.sh builds plans and rt-app exports too): runs of
+        // ~2^64 ns summed past UInt64.max in the plan's total and in the rt-app export.
+        var tasks = [TaskInfo.idle]
+        for i in 1...2 { tasks.append(TaskInfo(tid: Int32(100 + i), tgid: Int32(100 + i), comm: "t\(i)", isKernelThread: false, isRecorded: true)) }
+        let a = TaskIndex(1), b = TaskIndex(2)
+        let huge = UInt64.max - 10
+        let events = [
+            Event(timestamp: 0, cpu: CPU(0), kind: .switchTask(prev: .idle, prevState: .running, next: a)),
+            Event(timestamp: 0, cpu: CPU(1), kind: .switchTask(prev: .idle, prevState: .running, next: b)),
+            Event(timestamp: huge, cpu: CPU(0), kind: .switchTask(prev: a, prevState: .sleeping, next: .idle)),
+            Event(timestamp: huge, cpu: CPU(1), kind: .switchTask(prev: b, prevState: .sleeping, next: .idle)),
+            Event(timestamp: 5, cpu: CPU(0), kind: .waking(waker: b, target: a, targetCPU: CPU(0), context: .task)),
+            Event(timestamp: huge / 2, cpu: CPU(0), kind: .runtime(task: a, nanoseconds: huge)),
+        ]
+        let plan = PlanBuilder.build(events: events, tasks: tasks, selection: [a, b])
+        #expect(plan.programs.count == 2)
+        #expect(plan.totalRecordedCPU == UInt64.max || plan.totalRecordedCPU > UInt64.max / 2)
+        let export = RtAppExporter.export(plan: plan, metadata: TraceMetadata())
+        #expect(export.taskCount == 2)
+    }
+
     @Test func wakeupPreemptionBecomesAHandOffNotASleep() {
         // perf bench sched pipe on one CPU: b wakes a, a preempts b at once, a blocks, b resumes.
         var s = TraceScript()
