@@ -24,6 +24,11 @@ public final class ReplaySession {
             throw ReplayError.nothingToReplay("no task of \(tracePath) matches the selection (see `replayctl info \(tracePath) --limit 0`)")
         }
         plan = try PlanBuilder.build(reader: reader, selection: self.selection)
+        // Damaged timestamps make a plan that would sleep or burn for ages: refuse it.
+        let longest: UInt64 = 30 * 86_400 * 1_000_000_000
+        if plan.recordedMakespan > longest || plan.programs.contains(where: { $0.recordedCPUNanoseconds > longest }) {
+            throw ReplayError.nothingToReplay("\(tracePath): the selected tasks span \(plan.recordedMakespan / 86_400_000_000_000) days of trace time, more than the 30 a replay allows — its timestamps look damaged (`replayctl info \(tracePath)` checks the trace); select fewer tasks (--pid, --comm, --tree) to leave the damaged ones out")
+        }
         engine = try ReplayEngine(plan: plan, options: options)
         let m = reader.metadata
         let identity = TraceIdentity(

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import TraceFormat
 @testable import Replayer
@@ -336,5 +337,33 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
         let ld = s.task("ld", parent: cc)
         _ = s.task("other")
         #expect(TaskSelection(trees: [s.tasks[root.intValue].tid]).resolve(s.tasks) == [root, cc, ld])
+    }
+}
+
+@Suite struct DamagedTraceReplayTests {
+    @Test func aPlanSpanningMonthsIsRefusedWithAClearError() throws {
+        // A valid file whose timestamps jump 40 days: the replay would sleep for that long.
+        var s = TraceScript()
+        let a = s.task("sleeper")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(10, .switchTask(prev: a, prevState: .sleeping, next: .idle))
+        s.at(40 * 86_400 * 1_000_000, .waking(waker: nil, target: a, targetCPU: CPU(0), context: .hardIRQ))
+        s.at(40 * 86_400 * 1_000_000 + 1, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(40 * 86_400 * 1_000_000 + 20, .exit(task: a))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("damaged-\(getpid()).rpl").path
+        defer { unlink(path) }
+        var m = TraceMetadata()
+        m.firstTimestamp = s.events.first!.timestamp
+        let writer = try TraceWriter(path: path, metadata: m)
+        for t in s.tasks.dropFirst() { _ = writer.addTask(t) }
+        for e in s.events { try writer.append(e) }
+        try writer.finish(metadata: m)
+        do {
+            _ = try ReplaySession(tracePath: path, selection: TaskSelection(), options: ReplayOptions(), tool: "test")
+            Issue.record("a 40-day plan was accepted")
+        } catch let error as ReplayError {
+            let text = "\(error)"
+            #expect(text.contains(path) && text.contains("40 days") && text.contains("damaged"), "\(text)")
+        }
     }
 }
