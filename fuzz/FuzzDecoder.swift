@@ -12,7 +12,8 @@
 // Whatever decodes is then turned into replay programs by PlanBuilder (and its RunTracker)
 // with every task selected: `replay` must not crash on a trace either, however odd its
 // event order (out-of-order timestamps, switches of tasks that never started, wakes of the
-// dead…), and the plan exported as an rt-app workload. PlanBuilder's and RtAppExport's
+// dead…), and the plan exported as an rt-app workload; the trace summary (`info`,
+// `fidelity`) and the latency analysis (`latency`) are computed from them too. PlanBuilder's and RtAppExport's
 // sources are compiled in with their `import TraceFormat` removed.
 // Any crash, trap or sanitizer report is a bug.
 import Foundation
@@ -63,6 +64,11 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 /// Builds the replay plan of every non-kernel task and reads it back the way `replay` does.
 func buildPlan(events: [Event], tasks: [TaskInfo], cpuLatencyRequests: [CPULatencyRequest] = []) -> ReplayPlan? {
     guard !events.isEmpty, events.count <= 1 << 16 else { return nil }
+    // What `info`, `latency` and `fidelity` compute from the same events.
+    var summary = TraceSummary.Builder(taskCount: tasks.count)
+    for e in events { summary.feed(e) }
+    _ = summary.finish().tasks.count
+    _ = LatencyAnalysis(events: events, taskCount: tasks.count).tasks.count
     let selection = Set(tasks.indices.dropFirst().filter { !tasks[$0].isKernelThread }.map { TaskIndex($0) })
     let plan = PlanBuilder.build(events: events, tasks: tasks, selection: selection, cpuLatencyRequests: cpuLatencyRequests)
     var atoms = 0

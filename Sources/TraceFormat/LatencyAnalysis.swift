@@ -119,7 +119,9 @@ public struct LatencyAnalysis: Sendable {
         private mutating func account(_ run: RunInterval) {
             ensure(run.task)
             let i = run.task.intValue
-            tasks[i].runtimeNanoseconds += run.length
+            // Saturating: the timestamps of a damaged trace can be anything.
+            let (sum, overflow) = tasks[i].runtimeNanoseconds.addingReportingOverflow(run.length)
+            tasks[i].runtimeNanoseconds = overflow ? .max : sum
             tasks[i].switches += 1
             if run.startInferred {
                 tasks[i].inferredSwitchIns += 1

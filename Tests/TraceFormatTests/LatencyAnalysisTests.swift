@@ -28,6 +28,19 @@ import Testing
         #expect(a.tasks[1].runtimeNanoseconds == 1_000 && a.tasks[1].switches == 1 && a.tasks[1].inferredSwitchIns == 0)
     }
 
+    @Test func absurdTimestampsOfADamagedTraceDoNotTrap() {
+        // Found by the fuzzer: two runs of ~2^64 ns each summed past UInt64.max.
+        let huge = UInt64.max - 10
+        let events = [
+            Self.sw(0, Self.cpu0, 0, .running, 1),
+            Self.sw(huge, Self.cpu0, 1, .running, 0),
+            Self.sw(1, Self.cpu1, 0, .running, 1),
+            Self.sw(huge - 1, Self.cpu1, 1, .sleeping, 0),
+        ]
+        let a = LatencyAnalysis(events: events, taskCount: 2)
+        #expect(a.tasks[1].runtimeNanoseconds == UInt64.max)
+    }
+
     @Test func wakeupOnIdleCPUWithoutSwitchInIsInferredAndKeptApart() {
         // CPU 1 is idle; the kernel logs no idle → task switch there (as on this VM). The
         // task's runtime reports give its start: 10 800 − 300 = 10 500, so 500 ns after the waking.
