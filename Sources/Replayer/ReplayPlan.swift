@@ -120,17 +120,3 @@ public struct ReplayPlan: Equatable, Sendable {
 
     public var totalRecordedCPU: UInt64 { programs.reduce(0) { $0.adding(saturating: $1.recordedCPUNanoseconds) } }
 }
-
-extension UInt64 {
-    /// Adds, stopping at `UInt64.max` instead of trapping: the timestamps of a damaged trace
-    /// can be anything, and `replay` must not crash on it.
-    @inline(__always) func adding(saturating other: UInt64) -> UInt64 {
-        let (sum, overflow) = addingReportingOverflow(other)
-        return overflow ? .max : sum
-    }
-
-    /// Nanoseconds from a Double, 0 below zero (or NaN) and `UInt64.max` beyond it.
-    @inline(__always) init(saturatingNanoseconds d: Double) {
-        self = d.isNaN || d <= 0 ? 0 : d >= 18_446_744_073_709_551_615 ? .max : UInt64(d)
-    }
-}

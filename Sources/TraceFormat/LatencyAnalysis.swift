@@ -120,8 +120,7 @@ public struct LatencyAnalysis: Sendable {
             ensure(run.task)
             let i = run.task.intValue
             // Saturating: the timestamps of a damaged trace can be anything.
-            let (sum, overflow) = tasks[i].runtimeNanoseconds.addingReportingOverflow(run.length)
-            tasks[i].runtimeNanoseconds = overflow ? .max : sum
+            tasks[i].runtimeNanoseconds = tasks[i].runtimeNanoseconds.adding(saturating: run.length)
             tasks[i].switches += 1
             if run.startInferred {
                 tasks[i].inferredSwitchIns += 1

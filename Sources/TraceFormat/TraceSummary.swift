@@ -84,8 +84,7 @@ public struct TraceSummary: Sendable {
             case let .runtime(task, ns):
                 ensure(task)
                 // Saturating: a damaged or crafted trace must not trap on overflow.
-                let sum = summary.tasks[task.intValue].reportedRuntimeNanoseconds.addingReportingOverflow(ns)
-                summary.tasks[task.intValue].reportedRuntimeNanoseconds = sum.overflow ? .max : sum.partialValue
+                summary.tasks[task.intValue].reportedRuntimeNanoseconds = summary.tasks[task.intValue].reportedRuntimeNanoseconds.adding(saturating: ns)
             default:
                 break
             }
@@ -95,8 +94,7 @@ public struct TraceSummary: Sendable {
         static func account(_ run: RunInterval, in summary: inout TraceSummary) {
             while summary.tasks.count <= run.task.intValue { summary.tasks.append(TaskSummary(task: TaskIndex(summary.tasks.count))) }
             var t = summary.tasks[run.task.intValue]
-            let sum = t.cpuNanoseconds.addingReportingOverflow(run.length)  // saturating, as above
-            t.cpuNanoseconds = sum.overflow ? .max : sum.partialValue
+            t.cpuNanoseconds = t.cpuNanoseconds.adding(saturating: run.length)  // saturating, as above
             t.runs += 1
             if run.startInferred { t.inferredSwitchIns += 1 }
             if let state = run.endState {

@@ -118,7 +118,7 @@ struct LatencyReport: Encodable {
             rows.sort { (key($0), $1.tid) > (key($1), $0.tid) }
         }
         tasks = rows
-        overall = Overall(tasks: rows.count, runtimeNanoseconds: rows.reduce(UInt64(0)) { let (sum, o) = $0.addingReportingOverflow($1.runtimeNanoseconds); return o ? .max : sum },
+        overall = Overall(tasks: rows.count, runtimeNanoseconds: rows.reduce(UInt64(0)) { $0.adding(saturating: $1.runtimeNanoseconds) },
                           switches: rows.reduce(0) { $0 + $1.switches }, migrations: rows.reduce(0) { $0 + $1.migrations },
                           wakeupLatency: all.0.summary, inferredWakeupLatency: all.1.summary, runDelay: all.2.summary,
                           inferredRunDelay: all.3.summary)

@@ -1,0 +1,13 @@
+extension UInt64 {
+    /// Adds, stopping at `UInt64.max` instead of trapping: the timestamps of a damaged or
+    /// crafted trace can be anything, and no verb may crash on it.
+    @inlinable public func adding(saturating other: UInt64) -> UInt64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? .max : sum
+    }
+
+    /// Nanoseconds from a Double, 0 below zero (or NaN) and `UInt64.max` beyond it.
+    @inlinable public init(saturatingNanoseconds d: Double) {
+        self = d.isNaN || d <= 0 ? 0 : d >= 18_446_744_073_709_551_615 ? .max : UInt64(d)
+    }
+}
