@@ -12,8 +12,9 @@ struct Replay: ParsableCommand {
             Each recorded task becomes a thread that burns the recorded CPU time (on the thread \
             CPU clock, so preemption does not shorten the work), blocks until the task that woke \
             it in the trace wakes it (futex), sleeps to absolute deadlines where a timer or \
-            interrupt woke it, and forks, execs and exits where it did. Threads are created \
-            first and released together. Measured: wakeup latency (wake issued → wakee \
+            interrupt woke it, and forks, execs and exits where it did. The threads of tasks \
+            that existed at the start are created first and released together; a forked task's \
+            thread is created by its parent at the fork. Measured: wakeup latency (wake issued → wakee \
             running), timer overshoot (deadline → running), CPU-time accuracy and makespan. \
             Where the replayed tasks held a CPU latency QoS limit (/dev/cpu_dma_latency), the \
             replay holds the same limit over the same stretch of each run (--no-pm-qos: not).
