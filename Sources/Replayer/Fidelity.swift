@@ -146,7 +146,7 @@ struct TraceFigures {
                 if tids.contains(tidOf[target.intValue]) { pendingWake[target.intValue] = event.timestamp }
                 if context == .task, let waker, !waker.isIdle, tids.contains(tidOf[target.intValue]) {
                     if tids.contains(tidOf[waker.intValue]) {
-                        edges[Int64(tidOf[waker.intValue]) << 32 | Int64(tidOf[target.intValue]), default: 0] += 1
+                        edges[edgeKey(tidOf[waker.intValue], tidOf[target.intValue]), default: 0] += 1
                     } else {
                         outside += 1
                     }
@@ -248,8 +248,8 @@ extension FidelityReport {
         let back = Dictionary(pairs.map { ($0.1, $0.0) }, uniquingKeysWith: { a, _ in a })
         var rEdges: [Int64: Int] = [:]
         for (key, n) in r.edges {
-            let w = Int32(truncatingIfNeeded: key >> 32), x = Int32(truncatingIfNeeded: key & 0xFFFF_FFFF)
-            if let ow = back[w], let ox = back[x] { rEdges[Int64(ow) << 32 | Int64(ox), default: 0] += n }
+            let (w, x) = edgeTids(key)
+            if let ow = back[w], let ox = back[x] { rEdges[edgeKey(ow, ox), default: 0] += n }
         }
         var minSum = 0.0, maxSum = 0.0
         var edgeList: [Edge] = []
@@ -257,7 +257,7 @@ extension FidelityReport {
             let a = o.edges[key] ?? 0, b = rEdges[key] ?? 0
             minSum += Double(min(a, b))
             maxSum += Double(max(a, b))
-            let w = Int32(truncatingIfNeeded: key >> 32), x = Int32(truncatingIfNeeded: key & 0xFFFF_FFFF)
+            let (w, x) = edgeTids(key)
             edgeList.append(Edge(wakerTid: w, wakeeTid: x, wakerComm: commOf[w] ?? "?", wakeeComm: commOf[x] ?? "?",
                                  originalWakeups: a, replayWakeups: b))
         }
@@ -285,6 +285,12 @@ extension FidelityReport {
             tasks: tasks.sorted { $0.originalCPUNanoseconds > $1.originalCPUNanoseconds },
             edges: edgeList, replayWakeupsFromOutside: r.wakeupsFromOutside)
     }
+}
+
+/// The key of a waker → wakee pair of tids in `TraceFigures.edges`, and back.
+func edgeKey(_ waker: Int32, _ wakee: Int32) -> Int64 { Int64(waker) << 32 | Int64(UInt32(bitPattern: wakee)) }
+func edgeTids(_ key: Int64) -> (waker: Int32, wakee: Int32) {
+    (Int32(truncatingIfNeeded: key >> 32), Int32(truncatingIfNeeded: key & 0xFFFF_FFFF))
 }
 
 /// Largest gap between the empirical CDFs of two sorted samples (0 when either is empty).

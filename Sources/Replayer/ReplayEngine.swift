@@ -586,7 +586,7 @@ final class ThreadContext: @unchecked Sendable {
         setUp()
         _ = creplay_add32(shared.readyWord, 1)
         _ = creplay_futex_wake(shared.readyWord, 1)
-        while creplay_load32(shared.startWord) == 0 && !shared.isStopped {
+        while creplay_load32(shared.startWord) == 0 {
             _ = creplay_futex_wait(shared.startWord, 0, 0)
         }
         let start = creplay_load64(shared.startTime)
