@@ -621,6 +621,12 @@ final class ThreadContext: @unchecked Sendable {
                 let (counter, target) = arrive(edge: edge, count: count, order: order)
                 if creplay_load32(counter) >= target {
                     waitsAlreadySatisfied += 1
+                    // The trace slept here; its wake came first in the replay: still block,
+                    // as briefly as really blocks (a spawned thread's start is no sleep).
+                    if !engine.spawnEdges[edge] {
+                        deliverPendingWakes()
+                        sleepBriefly()
+                    }
                     continue
                 }
                 let (outcome, blocked) = blockForWake(counter, target, recordedWake: start.adding(saturating: recordedWake), myFutex: myFutex)
@@ -634,7 +640,9 @@ final class ThreadContext: @unchecked Sendable {
                         let latency = now > issued ? now - issued : 0
                         wakeLatencies.append(min(latency, ~ThreadContext.sameCPUBit) | (sameCPU ? ThreadContext.sameCPUBit : 0))
                     } else {
+                        // The wake landed between the last check and the futex_wait.
                         waitsAlreadySatisfied += 1
+                        if !engine.spawnEdges[edge] { sleepBriefly() }
                     }
                 }
             case let .handOff(edge, count, recordedWake, _):

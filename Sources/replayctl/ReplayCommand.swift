@@ -260,7 +260,7 @@ struct ReplaySummary {
                          + "(median of runs, \(String(format: "%+.1f", (Double(median) - Double(sleeps)) / Double(sleeps) * 100)) %)")
         }
         if counts.waitsAlreadySatisfied > 0 {
-            lines.append("Waits whose wake came first (no blocking, no sample): \(counts.waitsAlreadySatisfied)")
+            lines.append("Waits whose wake came first (each still blocked as briefly as possible; no latency sample): \(counts.waitsAlreadySatisfied)")
         }
         if let held = counts.heldWakes, held > 0 {
             lines.append("Wakes that reached their wakee before its sleep (held or deferred until it got there): \(held)")

@@ -210,6 +210,10 @@ import TraceFormat
         #expect(free.counts.heldWakes == 0)
         #expect(free.counts.waitsAlreadySatisfied == 1)
         #expect(free.wakeupLatency.count == 0)
+        // Its wake came first, but b slept there in the trace: it still blocks, once, briefly.
+        let b = free.tasks.first { $0.comm == "b" }!
+        #expect(b.voluntarySwitches.map { $0 >= 1 } == true, "b blocked \(String(describing: b.voluntarySwitches)) times")
+        #expect(free.makespanNanoseconds < 30_000_000)
     }
 
     @Test func aDeferredWakeIsDeliveredWhileItsWakerRuns() throws {
