@@ -10,6 +10,10 @@ public final class ReplaySession {
     public let plan: ReplayPlan
     public let engine: ReplayEngine
     public private(set) var results: ReplayResults
+    /// CPU time the trace's tasks that are not replayed used (kernel threads included), the
+    /// recording's CPU capacity (duration × CPUs), and how many such tasks ran: load the
+    /// recorded tasks competed with and the replayed ones do not.
+    public let unreplayedLoad: UnreplayedLoad
     /// Replay tids of the last run, by original tid.
     public private(set) var lastMap = ReplayMap(threads: [:], startMonotonicNanoseconds: nil, endMonotonicNanoseconds: nil)
 
@@ -30,6 +34,8 @@ public final class ReplaySession {
             throw ReplayError.nothingToReplay("\(tracePath): the selected tasks span \(plan.recordedMakespan / 86_400_000_000_000) days of trace time, more than the 30 a replay allows — its timestamps look damaged (`replayctl info \(tracePath)` checks the trace); select fewer tasks (--pid, --comm, --tree) to leave the damaged ones out")
         }
         engine = try ReplayEngine(plan: plan, options: options)
+        unreplayedLoad = try UnreplayedLoad(summary: TraceSummary(reader: reader), selection: self.selection,
+                                            cpus: reader.metadata.cpuCount)
         let m = reader.metadata
         let identity = TraceIdentity(
             path: tracePath, sha256: try SHA256.hexDigest(ofFile: tracePath), recordedKernel: m.kernelRelease,
@@ -48,6 +54,7 @@ public final class ReplaySession {
             : plan.cpuLatency.isEmpty ? "none" : options.applyCPULatency ? "on" : "off"
         results = ReplayResults(tool: tool, trace: identity, machine: .current(), options: optionList)
         if let line = cpuLatencyDescription { results.addNote(line) }
+        if let line = unreplayedLoad.description(all: selection.all) { results.addNote(line) }
     }
 
     /// The CPU latency limits this replay holds (or, with `--no-pm-qos`, does not), in one
@@ -87,5 +94,39 @@ public final class ReplaySession {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return try encoder.encode(results)
+    }
+}
+
+/// What the tasks of a trace that a replay leaves out did on its CPUs.
+public struct UnreplayedLoad: Equatable, Sendable {
+    public var cpuNanoseconds: UInt64
+    public var tasks: Int
+    /// Trace duration × CPUs.
+    public var capacityNanoseconds: UInt64
+
+    public init(summary: TraceSummary, selection: Set<TaskIndex>, cpus: Int) {
+        var cpu: UInt64 = 0
+        var tasks = 0
+        for t in summary.tasks where !t.task.isIdle && !selection.contains(t.task) && t.cpuNanoseconds > 0 {
+            cpu = cpu.adding(saturating: t.cpuNanoseconds)
+            tasks += 1
+        }
+        cpuNanoseconds = cpu
+        self.tasks = tasks
+        let duration = summary.lastTimestamp > summary.firstTimestamp ? summary.lastTimestamp - summary.firstTimestamp : 0
+        capacityNanoseconds = duration.multipliedReportingOverflow(by: UInt64(max(1, cpus))).partialValue
+    }
+
+    /// Share of the recording's CPU capacity.
+    public var share: Double { capacityNanoseconds > 0 ? Double(cpuNanoseconds) / Double(capacityNanoseconds) : 0 }
+
+    /// One line for the replay's report when the left-out tasks used at least 5 % of the
+    /// machine (the replayed tasks ran with less competition than they had), else nil.
+    public func description(all: Bool) -> String? {
+        guard share >= 0.05 else { return nil }
+        let seconds = String(format: "%.3f", Double(cpuNanoseconds) / 1e9)
+        return "\(tasks) \(tasks == 1 ? "task" : "tasks") not replayed used \(seconds) s of CPU during the recording (\(Int((share * 100).rounded())) % of the machine): "
+            + "the replayed tasks competed with that load there, not here"
+            + (all ? "" : " (--all also replays the other user tasks)")
     }
 }

@@ -142,6 +142,7 @@ struct Replay: ParsableCommand {
             print("  \(plan.inferredSwitchIns) switch-ins the recording kernel did not log were inferred")
         }
         if let line = session.cpuLatencyDescription { print("  \(line)") }
+        if let line = session.unreplayedLoad.description(all: all) { print("  \(line)") }
         for note in session.engine.notes { print("  note: \(note)") }
     }
 

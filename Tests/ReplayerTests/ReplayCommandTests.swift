@@ -51,4 +51,25 @@ let replayctlBinary = replayctlExecutable()
         let run = try engine.run(index: 0, warmup: false).run
         #expect(run.tasks[0].cpuNanoseconds >= 90_000)
     }
+
+    @Test func loadOfTasksNotReplayedIsReported() throws {
+        // a runs 0–100 µs, b 100–700 µs on CPU 1 and 800–1000 µs on CPU 0; a 1 ms trace on 2 CPUs.
+        var s = TraceScript()
+        let a = s.task("a"), b = s.task("b")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(100, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(100, .exit(task: a))
+        s.at(100, .switchTask(prev: a, prevState: .dead, next: .idle))
+        s.at(700, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+        s.at(800, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(1000, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+        let summary = TraceSummary(events: s.events, taskCount: s.tasks.count)
+        let load = UnreplayedLoad(summary: summary, selection: [a], cpus: 2)
+        #expect(load.tasks == 1 && load.cpuNanoseconds == 800_000)
+        #expect(abs(load.share - 0.4) < 1e-9)
+        #expect(load.description(all: false)?.hasPrefix("1 task not replayed used 0.001 s of CPU during the recording (40 % of the machine)") == true)
+        #expect(load.description(all: true)?.contains("--all") == false)
+        // Both replayed: nothing left out, nothing said.
+        #expect(UnreplayedLoad(summary: summary, selection: [a, b], cpus: 2).description(all: false) == nil)
+    }
 }
