@@ -116,6 +116,10 @@ for n in names:
             continue
         cells = []
         for k, _, scale, unit in keys:
+            # Edge similarity over a handful of task-to-task wakeups is a coin toss: n/a.
+            if k == "edgeSimilarity" and statistics.median(x.get("originalEdgeWakeups", 1000) for x in rows) < 20:
+                cells.append(f"{'n/a':>9} ")
+                continue
             v = statistics.median(x[k] * scale for x in rows)
             cells.append(f"{v:>9.2f}{unit or ' '}")
         tasks = statistics.median(x["matchedTasks"] for x in rows)

@@ -48,6 +48,10 @@ public struct FidelityReport: Codable, Sendable {
     public var sleepCountError: Double
     /// Weighted Jaccard similarity of the waker → wakee count vectors (1 = identical).
     public var edgeSimilarity: Double
+    /// Task-context wakeups among the matched tasks in each recording: what `edgeSimilarity`
+    /// is computed over (a handful make it a coin toss: cyclictest's threads have one).
+    public var originalEdgeWakeups: Int?
+    public var replayEdgeWakeups: Int?
     /// Replay makespan / original makespan (first to last event of the matched tasks).
     public var makespanRatio: Double
     public var originalMakespanNanoseconds: UInt64
@@ -253,8 +257,11 @@ extension FidelityReport {
         }
         var minSum = 0.0, maxSum = 0.0
         var edgeList: [Edge] = []
+        var originalEdgeWakeups = 0, replayEdgeWakeups = 0
         for key in Set(o.edges.keys).union(rEdges.keys) {
             let a = o.edges[key] ?? 0, b = rEdges[key] ?? 0
+            originalEdgeWakeups += a
+            replayEdgeWakeups += b
             minSum += Double(min(a, b))
             maxSum += Double(max(a, b))
             let (w, x) = edgeTids(key)
@@ -276,6 +283,7 @@ extension FidelityReport {
             cpuIntervalWeightedAbsoluteError: intervalTotal > 0 ? intervalDiff / intervalTotal : 0,
             sleepCountError: sleepTotal > 0 ? sleepDiff / sleepTotal : 0,
             edgeSimilarity: maxSum > 0 ? minSum / maxSum : 1,
+            originalEdgeWakeups: originalEdgeWakeups, replayEdgeWakeups: replayEdgeWakeups,
             makespanRatio: oMake > 0 ? Double(rMake) / Double(oMake) : 0,
             originalMakespanNanoseconds: oMake, replayMakespanNanoseconds: rMake,
             wakeupLatencyKS: kolmogorovSmirnov(oLat, rLat),

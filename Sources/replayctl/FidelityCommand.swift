@@ -49,7 +49,8 @@ struct Fidelity: ParsableCommand {
                 print("    over run intervals only:          \(percent(e))")
             }
             print("  sleep count error:                  \(percent(report.sleepCountError))")
-            print("  waker → wakee edge similarity:      \(String(format: "%.4f", report.edgeSimilarity))")
+            print("  waker → wakee edge similarity:      \(String(format: "%.4f", report.edgeSimilarity))"
+                  + "  (over \(report.originalEdgeWakeups ?? 0) task-to-task wakeups, \(report.replayEdgeWakeups ?? 0) in the replay)")
             if let outside = report.replayWakeupsFromOutside, outside > 0 {
                 print("    replay wakeups from outside the replay threads: \(outside) (wakes handed to the coordinating thread; in no edge)")
             }

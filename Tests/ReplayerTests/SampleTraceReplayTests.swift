@@ -115,6 +115,10 @@ func bareSleepCycleCPU() -> UInt64 {
         let minSum = edges.reduce(0) { $0 + min($1.originalWakeups, $1.replayWakeups) }
         let maxSum = edges.reduce(0) { $0 + max($1.originalWakeups, $1.replayWakeups) }
         #expect(abs(Double(minSum) / Double(maxSum) - report.edgeSimilarity) < 1e-9)
+        #expect(report.originalEdgeWakeups == edges.map(\.originalWakeups).reduce(0, +))
+        #expect(report.replayEdgeWakeups == edges.map(\.replayWakeups).reduce(0, +))
+        // Every recorded sleep blocks in the replay, even where its wake came first.
+        #expect(report.sleepCountError < 0.10, "sleep count error \(report.sleepCountError)")
         #expect(edges.map(\.originalWakeups).reduce(0, +) <= report.tasks.reduce(0) { $0 + $1.originalWakeups })
         // The recording's makespan is the one the engine measured (the replay's own clock);
         // against the original only a sanity bound: under a full parallel `swift test` the
