@@ -145,7 +145,9 @@ struct LiveRecordingTests {
                 while time.perf_counter() < end: pass
                 time.sleep(0.002)
             """
+        let stealBefore = stolenNanoseconds()
         let (reader, summary) = try record(["python3", "-c", script], name: "runtime")
+        let stolen = stolenNanoseconds() - stealBefore
         defer { unlink(reader.path) }
         #expect(summary.totalLostEvents == 0)
         let s = try TraceSummary(reader: reader)
@@ -154,11 +156,13 @@ struct LiveRecordingTests {
         for t in s.tasks where t.task.intValue < reader.tasks.count && reader.tasks[t.task.intValue].isRecorded
             && t.reportedRuntimeNanoseconds > 100_000_000 {
             let reported = Double(t.reportedRuntimeNanoseconds), inferred = Double(t.cpuNanoseconds)
-            // A missing switch-in taken as a run would add the 2 ms sleeps (+66 %); what the two
-            // measures legitimately differ by (an idle CPU's wakeup charged before the switch-in)
-            // reached 5.02 % once under a full parallel `swift test`.
-            #expect(abs(inferred - reported) / reported < 0.08,
-                    "task \(reader.tasks[t.task.intValue].tid): run intervals \(inferred / 1e6) ms, sched_stat_runtime \(reported / 1e6) ms (\(t.inferredSwitchIns) inferred starts)")
+            // A missing switch-in taken as a run would add the 2 ms sleeps (+66 %). What the two
+            // measures legitimately differ by: an idle CPU's wakeup charged before the
+            // switch-in (up to 5.02 % under a full parallel `swift test`), and time the
+            // hypervisor stole from a running vCPU, inside a run interval but not charged
+            // (PARAVIRT_TIME_ACCOUNTING): 20 ms of a 186 ms task once, with the host busy.
+            #expect(abs(inferred - reported) < 0.08 * reported + Double(stolen),
+                    "task \(reader.tasks[t.task.intValue].tid): run intervals \(inferred / 1e6) ms, sched_stat_runtime \(reported / 1e6) ms (\(t.inferredSwitchIns) inferred starts), \(Double(stolen) / 1e6) ms stolen from the machine's vCPUs meanwhile")
             checked += 1
         }
         #expect(checked == 2, "expected two busy python tasks")
@@ -255,4 +259,14 @@ struct LiveRecordingTests {
         #expect(thread?.tgid == getpid())
         #expect(!FileManager.default.fileExists(atPath: "\(try TraceInstance.tracingDirectory())/instances/\(session.instanceName)"))
     }
+}
+
+/// Time the hypervisor has stolen from this machine's CPUs, all together (`steal` of the
+/// `cpu` line of /proc/stat, in USER_HZ ticks of 10 ms), or 0 where not reported.
+func stolenNanoseconds() -> UInt64 {
+    guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+          let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return 0 }
+    let fields = line.split(separator: " ")
+    guard fields.count > 8, let ticks = UInt64(fields[8]) else { return 0 }
+    return ticks * 10_000_000
 }
