@@ -781,7 +781,7 @@ final class ThreadContext: @unchecked Sendable {
     /// a wake while it cannot run), after giving their wakees `holdSpinNanoseconds` to arrive.
     func deliverPendingWakes() {
         if pending.isEmpty { return }
-        _ = spin(for: engine.options.holdSpinNanoseconds) {
+        _ = spin(for: expBlockSpin ?? engine.options.holdSpinNanoseconds) {
             deliverArmedWakes()
             return pending.isEmpty
         }
@@ -921,3 +921,5 @@ final class ThreadContext: @unchecked Sendable {
         }
     }
 }
+
+let expBlockSpin: UInt64? = getenv("REPLAYCTL_BLOCKSPIN").flatMap { UInt64(String(cString: $0)) }.map { $0 * 1000 }
