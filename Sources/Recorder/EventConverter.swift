@@ -54,6 +54,10 @@ final class EventConverter {
     /// Tids of the recorded tree (tree scope); processes also by their tgid.
     @exclusivity(unchecked) private var recordedTids: Set<Int32>
     @exclusivity(unchecked) private var recordedByIndex: [Bool] = [false]
+    /// Each task's name as last seen: a thread renamed with prctl(PR_SET_NAME) or
+    /// /proc/self/comm (no event says so) takes the name its switches show, as `perf sched`
+    /// shows the latest comm.
+    @exclusivity(unchecked) private var commByIndex: [Comm] = [Comm()]
     @exclusivity(unchecked) private var tracker = RunTracker()
     @exclusivity(unchecked) private var lastTimestamp: UInt64 = 0
     @exclusivity(unchecked) private(set) var firstTimestamp: UInt64?
@@ -133,7 +137,14 @@ final class EventConverter {
         let index = writer.addTask(t)
         indexByTid[tid] = index
         recordedByIndex.append(t.isRecorded)
+        commByIndex.append(Comm(t.comm))
         return index
+    }
+
+    private func rename(_ task: TaskIndex, _ comm: Comm) {
+        commByIndex[task.intValue] = comm
+        let name = comm.string
+        writer.updateTask(task) { $0.comm = name }
     }
 
     private func index(_ tid: Int32, _ comm: Comm) -> TaskIndex {
@@ -160,6 +171,7 @@ final class EventConverter {
         switch r.kind {
         case .switchTask:
             let prev = index(r.pid1, r.comm1)
+            if !prev.isIdle, commByIndex[prev.intValue] != r.comm1, r.comm1 != Comm() { rename(prev, r.comm1) }
             let next = index(r.pid2, r.comm2)
             try emit(r, .switchTask(prev: prev, prevState: taskState(fromPrevState: r.value), next: next))
         case .runtime:
@@ -201,6 +213,7 @@ final class EventConverter {
             let task = index(r.pid1, r.comm1)
             let comm = r.comm1.string
             writer.updateTask(task) { $0.comm = comm }
+            commByIndex[task.intValue] = r.comm1
             try emit(r, .exec(task: task, comm: comm))
         case .exit:
             if !activeLatency.isEmpty { exitedTids.insert(r.pid1) }

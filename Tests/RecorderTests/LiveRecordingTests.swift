@@ -111,6 +111,16 @@ struct LiveRecordingTests {
         #expect((contexts[.task] ?? 0) < loops / 10, "timer wakeups classified as task wakeups: \(contexts)")
     }
 
+    @Test func aThreadRenamedWithoutExecKeepsItsLatestName() throws {
+        // The shell renames itself (no event says so), then blocks waiting for its child:
+        // its switches carry the new name, and so does the task table.
+        let (reader, _) = try record(["sh", "-c", "printf renamed-sh > /proc/self/comm; /bin/sleep 0.05; :"], name: "rename")
+        defer { unlink(reader.path) }
+        let shell = reader.tasks.filter { $0.isRecorded && $0.comm == "renamed-sh" }
+        #expect(shell.count == 1, "recorded tasks: \(reader.tasks.filter(\.isRecorded).map(\.comm))")
+        #expect(reader.tasks.contains { $0.isRecorded && $0.comm == "sleep" })
+    }
+
     @Test func forkExecExitAppearInOrderWithTheNewComm() throws {
         let (reader, _) = try record(["sh", "-c", "/bin/true; :"], name: "forkexec")
         defer { unlink(reader.path) }
