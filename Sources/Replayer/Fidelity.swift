@@ -73,6 +73,8 @@ public struct FidelityReport: Codable, Sendable {
     /// replay thread (the replayer's coordinating thread delivering handed-off wakes, or
     /// another process): they count in no edge.
     public var replayWakeupsFromOutside: Int?
+    /// `fidelity --check`: each metric against its target.
+    public var checks: [FidelityTargets.Check]?
 }
 
 /// The replay-side map: original tid → replay tid, and the replay window on CLOCK_MONOTONIC.
@@ -312,4 +314,44 @@ public func kolmogorovSmirnov(_ a: [UInt64], _ b: [UInt64]) -> Double {
         d = max(d, abs(Double(i) / Double(a.count) - Double(j) / Double(b.count)))
     }
     return d
+}
+
+/// Thresholds a replay's fidelity is held to (`fidelity --check`); the defaults are the
+/// targets the replayer is built to: CPU time within 3 %, sleep count within 2 %, edge
+/// similarity at least 0.98, makespan within ±5 %.
+public struct FidelityTargets: Codable, Sendable, Equatable {
+    public var maxCPUError = 0.03
+    public var maxSleepError = 0.02
+    public var minEdgeSimilarity = 0.98
+    public var maxMakespanError = 0.05
+    /// Below this many task-to-task wakeups in the original the edge similarity is not judged.
+    public var minEdgeWakeups = 20
+
+    public init() {}
+
+    /// One metric against its threshold; `passed` is nil when it cannot be judged.
+    public struct Check: Codable, Sendable, Equatable {
+        public var metric: String
+        public var value: Double
+        public var target: String
+        public var passed: Bool?
+    }
+
+    public func check(_ r: FidelityReport) -> [Check] {
+        let edgeWakeups = r.originalEdgeWakeups ?? 0
+        return [
+            Check(metric: "cpuWeightedAbsoluteError", value: r.cpuWeightedAbsoluteError,
+                  target: "≤ \(Self.percent(maxCPUError))", passed: r.matchedTasks > 0 ? r.cpuWeightedAbsoluteError <= maxCPUError : nil),
+            Check(metric: "sleepCountError", value: r.sleepCountError,
+                  target: "≤ \(Self.percent(maxSleepError))", passed: r.matchedTasks > 0 ? r.sleepCountError <= maxSleepError : nil),
+            Check(metric: "edgeSimilarity", value: r.edgeSimilarity,
+                  target: "≥ \(minEdgeSimilarity) (over ≥ \(minEdgeWakeups) wakeups)",
+                  passed: edgeWakeups >= minEdgeWakeups ? r.edgeSimilarity >= minEdgeSimilarity : nil),
+            Check(metric: "makespanRatio", value: r.makespanRatio,
+                  target: "1 ± \(Self.percent(maxMakespanError))",
+                  passed: r.originalMakespanNanoseconds > 0 ? abs(r.makespanRatio - 1) <= maxMakespanError : nil),
+        ]
+    }
+
+    static func percent(_ x: Double) -> String { String(format: "%g %%", x * 100) }
 }

@@ -19,6 +19,30 @@ struct Fidelity: ParsableCommand {
     @Option(help: "The map written by `replay --map`.") var map: String
     @Flag(help: "Print JSON.") var json = false
     @Option(help: "Show at most this many tasks (0: all).") var limit = 20
+    @Flag(help: ArgumentHelp("Judge the replay against fidelity targets and exit with status 1 if it misses one.",
+                             discussion: "Defaults: CPU error ≤ 3 %, sleep count error ≤ 2 %, edge similarity ≥ 0.98 (when the original has ≥ 20 task-to-task wakeups), makespan within ±5 %."))
+    var check = false
+    @Option(help: "With --check: the largest CPU-time error allowed, in percent.") var maxCpuError: Double = 3
+    @Option(help: "With --check: the largest sleep-count error allowed, in percent.") var maxSleepError: Double = 2
+    @Option(help: "With --check: the smallest edge similarity allowed (0–1).") var minEdges: Double = 0.98
+    @Option(help: "With --check: the largest makespan deviation allowed, in percent.") var maxMakespanError: Double = 5
+
+    func validate() throws {
+        for (name, value) in [("--max-cpu-error", maxCpuError), ("--max-sleep-error", maxSleepError), ("--max-makespan-error", maxMakespanError)]
+            where !(value >= 0 && value.isFinite) {
+            throw ValidationError("\(name) must be a percentage ≥ 0 (got \(value))")
+        }
+        guard minEdges >= 0 && minEdges <= 1 else { throw ValidationError("--min-edges must be between 0 and 1 (got \(minEdges))") }
+    }
+
+    var targets: FidelityTargets {
+        var t = FidelityTargets()
+        t.maxCPUError = maxCpuError / 100
+        t.maxSleepError = maxSleepError / 100
+        t.minEdgeSimilarity = minEdges
+        t.maxMakespanError = maxMakespanError / 100
+        return t
+    }
 
     func run() throws {
         try reportingErrors {
@@ -30,11 +54,15 @@ struct Fidelity: ParsableCommand {
             do { replayMap = try JSONDecoder().decode(ReplayMap.self, from: mapData) } catch {
                 throw CommandError.data("\(map): not a replay map ({\"threads\": {\"<original tid>\": <replay tid>}}): \(error)")
             }
-            let report = try FidelityReport.compute(originalPath: original, replayPath: replay, map: replayMap)
+            var report = try FidelityReport.compute(originalPath: original, replayPath: replay, map: replayMap)
+            let checks = check ? targets.check(report) : []
+            let missed = checks.filter { $0.passed == false }
             if json {
+                if check { report.checks = checks }
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
                 print(String(decoding: try encoder.encode(report), as: UTF8.self))
+                if !missed.isEmpty { throw ExitCode(1) }
                 return
             }
             print("fidelity of \(replay) against \(original): \(report.matchedTasks) tasks matched"
@@ -78,6 +106,18 @@ struct Fidelity: ParsableCommand {
                           + pad(e.wakeeComm, 16, left: true) + pad("\(e.originalWakeups)", 8) + pad("\(e.replayWakeups)", 8))
                 }
             }
+            if check {
+                print("")
+                print("targets:")
+                for c in checks {
+                    let value = c.metric == "edgeSimilarity" ? String(format: "%.4f", c.value)
+                        : c.metric == "makespanRatio" ? String(format: "%.3f", c.value) : percent(c.value)
+                    let verdict = c.passed.map { $0 ? "met" : "MISSED" } ?? "n/a"
+                    print("  " + pad(c.metric, 26, left: true) + pad(value, 10) + "   " + pad(c.target, 32, left: true) + verdict)
+                }
+                print(missed.isEmpty ? "all targets met" : "\(missed.count) target\(missed.count == 1 ? "" : "s") missed")
+            }
+            if !missed.isEmpty { throw ExitCode(1) }
         }
     }
 

@@ -72,4 +72,40 @@ let replayctlBinary = replayctlExecutable()
         // Both replayed: nothing left out, nothing said.
         #expect(UnreplayedLoad(summary: summary, selection: [a, b], cpus: 2).description(all: false) == nil)
     }
+
+    @Test(.enabled(if: replayctlBinary != nil)) func fidelityCheckExitsNonZeroWhenATargetIsMissed() throws {
+        // The sample trace against itself, through a map of its replayed tasks: every target
+        // met. The same with the two busiest tasks swapped in the map: CPU and sleeps missed.
+        let trace = "\(samples)/messaging.rpl"
+        let reader = try TraceReader(path: trace)
+        let summary = try TraceSummary(reader: reader)
+        let selected = TaskSelection().resolve(reader.tasks).sorted { summary.tasks[$0.intValue].cpuNanoseconds > summary.tasks[$1.intValue].cpuNanoseconds }
+        let tasks = selected.map { reader.tasks[$0.intValue] }
+        let byCPU = tasks
+        var identity: [String: Int32] = [:]
+        for t in tasks { identity["\(t.tid)"] = t.tid }
+        var swapped = identity
+        swapped["\(byCPU[0].tid)"] = byCPU[1].tid
+        swapped["\(byCPU[1].tid)"] = byCPU[0].tid
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fidelity-check-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func run(_ map: [String: Int32], _ extra: [String] = []) throws -> (Int32, String) {
+            let path = dir.appendingPathComponent("map.json").path
+            try JSONEncoder().encode(["threads": map]).write(to: URL(fileURLWithPath: path))
+            let r = try runReplayctl(["fidelity", trace, trace, "--map", path, "--check"] + extra)
+            return (r.status, r.stdout + r.stderr)
+        }
+        let (ok, okText) = try run(identity)
+        #expect(ok == 0, "\(okText)")
+        #expect(okText.contains("all targets met"))
+        let (bad, badText) = try run(swapped)
+        #expect(bad == 1, "\(badText)")
+        #expect(badText.contains("cpuWeightedAbsoluteError") && badText.contains("MISSED"))
+        // A loose enough target passes what the default one missed.
+        let (loose, looseText) = try run(swapped, ["--max-cpu-error", "1000", "--max-sleep-error", "1000", "--min-edges", "0"])
+        #expect(loose == 0, "\(looseText)")
+        let (invalid, invalidText) = try run(identity, ["--min-edges", "2"])
+        #expect(invalid == 64 && invalidText.contains("--min-edges"))
+    }
 }
