@@ -649,7 +649,15 @@ final class ThreadContext: @unchecked Sendable {
                 let (counter, target) = arrive(edge: edge, count: count, order: order)
                 // A fixed spin: yielding for as long as the trace waited (plus the margin) lost
                 // more sleeps on shell-pipeline (14–19 % against 8 %, same recording).
-                if creplay_load32(counter) >= target || spin(for: engine.options.handOffSpinNanoseconds, until: { creplay_load32(counter) >= target }) {
+                if creplay_load32(counter) >= target {
+                    handOffsYielded += 1
+                    continue
+                }
+                // Yielding, not blocked: a waker may deliver now (its wakee is not asleep).
+                creplay_store32(shared.waiting(program), BlockReason.handOff.rawValue)
+                let came = spin(for: engine.options.handOffSpinNanoseconds, until: { creplay_load32(counter) >= target })
+                creplay_store32(shared.waiting(program), 0)
+                if came {
                     handOffsYielded += 1
                     continue
                 }
@@ -676,7 +684,10 @@ final class ThreadContext: @unchecked Sendable {
             case let .wake(edge, target, rendezvous):
                 if rendezvous > 0 && order != .free {
                     let (armed, ordinal) = armWords(edge: edge, rendezvous: rendezvous)
-                    if creplay_load32(armed) < ordinal {
+                    // Deferred, a wake goes only to a wakee that has reached the wait and is
+                    // committed to block in it (or yielding in a hand-off): on arrival alone it
+                    // could land before the wakee's last check, and that wait would not sleep.
+                    if order == .hold ? creplay_load32(armed) < ordinal : !isBlockedInItsWait(armed, ordinal, wakee: target) {
                         if order == .hold {
                             holdUntilArmed(armed, ordinal: ordinal, myFutex: myFutex)
                         } else {
@@ -781,7 +792,7 @@ final class ThreadContext: @unchecked Sendable {
     /// a wake while it cannot run), after giving their wakees `holdSpinNanoseconds` to arrive.
     func deliverPendingWakes() {
         if pending.isEmpty { return }
-        _ = spin(for: expBlockSpin ?? engine.options.holdSpinNanoseconds) {
+        _ = spin(for: engine.options.holdSpinNanoseconds) {
             deliverArmedWakes()
             return pending.isEmpty
         }
@@ -819,7 +830,9 @@ final class ThreadContext: @unchecked Sendable {
     /// lost 2.7 % of its sleeps that way, 1.3 % with the check; python-queue 1.7 % and 1.3 %;
     /// medians of 5 rounds on one recording).
     @inline(__always) func isBlockedInItsWait(_ armed: UnsafeMutablePointer<UInt32>, _ ordinal: UInt32, wakee: Int) -> Bool {
-        creplay_load32(armed) >= ordinal && creplay_load32(shared.waiting(wakee)) == BlockReason.wake.rawValue
+        guard creplay_load32(armed) >= ordinal else { return false }
+        let waiting = creplay_load32(shared.waiting(wakee))
+        return waiting == BlockReason.wake.rawValue || waiting == BlockReason.handOff.rawValue
     }
 
     /// Spins, yielding the CPU, up to `nanoseconds` until `done` says so; never past the
@@ -873,6 +886,8 @@ final class ThreadContext: @unchecked Sendable {
         case wake = 1
         /// A wakee reaching its wait (a held or deferred wake).
         case arrival = 2
+        /// Not blocked: yielding the CPU in a hand-off until its wake comes.
+        case handOff = 3
     }
 
     /// Blocks on this thread's futex word until `counter` reaches `target`, the run is
@@ -921,5 +936,3 @@ final class ThreadContext: @unchecked Sendable {
         }
     }
 }
-
-let expBlockSpin: UInt64? = getenv("REPLAYCTL_BLOCKSPIN").flatMap { UInt64(String(cString: $0)) }.map { $0 * 1000 }

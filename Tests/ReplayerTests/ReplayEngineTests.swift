@@ -45,6 +45,33 @@ import TraceFormat
         return s.plan()
     }
 
+    @Test func aWakeReachesAWakerYieldingInAHandOff() throws {
+        // On one CPU: a wakes b, b preempts a at once, runs 10 µs and blocks, a resumes: 100
+        // hand-offs. a never sleeps in the trace, so it yields for b's wake; b's wake must
+        // go to a while it yields (it is not asleep, and nothing else will wake it), not be
+        // deferred until a gives up and blocks.
+        var s = TraceScript()
+        let a = s.task("a"), b = s.task("b")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        var t: UInt64 = 0
+        for _ in 0..<100 {
+            t += 100
+            s.at(t, .waking(waker: a, target: b, targetCPU: CPU(0), context: .task))
+            s.at(t + 1, .switchTask(prev: a, prevState: .running, next: b))
+            t += 11
+            s.at(t, .switchTask(prev: b, prevState: .sleeping, next: a))
+        }
+        s.at(t + 100, .exit(task: a))
+        let plan = s.plan()
+        let handOffs = plan.programs.reduce(0) { $0 + $1.atoms.filter { if case .handOff = $0 { true } else { false } }.count }
+        #expect(handOffs >= 99)
+        let run = try ReplayEngine(plan: plan).run(index: 0, warmup: false).run
+        let yielded = run.counts.handOffsYielded ?? 0, blocked = run.counts.handOffsBlocked ?? 0
+        #expect(yielded + blocked == UInt64(handOffs))
+        #expect(blocked < UInt64(handOffs) / 2, "\(blocked) of \(handOffs) hand-offs blocked")
+        #expect(run.counts.timedOutWaits == 0)
+    }
+
     @Test func pingPongReproducesCPUTimeAndWakes() throws {
         let plan = pingPong(roundTrips: 200, runMicroseconds: 200)
         let engine = try ReplayEngine(plan: plan)
