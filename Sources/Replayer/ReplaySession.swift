@@ -114,7 +114,8 @@ public struct UnreplayedLoad: Equatable, Sendable {
         cpuNanoseconds = cpu
         self.tasks = tasks
         let duration = summary.lastTimestamp > summary.firstTimestamp ? summary.lastTimestamp - summary.firstTimestamp : 0
-        capacityNanoseconds = duration.multipliedReportingOverflow(by: UInt64(max(1, cpus))).partialValue
+        let (capacity, overflow) = duration.multipliedReportingOverflow(by: UInt64(max(1, cpus)))
+        capacityNanoseconds = overflow ? .max : capacity
     }
 
     /// Share of the recording's CPU capacity.
