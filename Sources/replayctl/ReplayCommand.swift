@@ -12,7 +12,8 @@ struct Replay: ParsableCommand {
             Each recorded task becomes a thread that burns the recorded CPU time (on the thread \
             CPU clock, so preemption does not shorten the work), blocks until the task that woke \
             it in the trace wakes it (futex), sleeps to absolute deadlines where a timer or \
-            interrupt woke it, and forks, execs and exits where it did. The threads of tasks \
+            interrupt woke it, and forks, execs and exits where it did; where its wake came \
+            before it got to a recorded sleep, it still blocks there, briefly. The threads of tasks \
             that existed at the start are created first and released together; a forked task's \
             thread is created by its parent at the fork. Measured: wakeup latency (wake issued → wakee \
             running), timer overshoot (deadline → running), CPU-time accuracy and makespan. \
@@ -20,7 +21,9 @@ struct Replay: ParsableCommand {
             replay holds the same limit over the same stretch of each run (--no-pm-qos: not).
 
             By default the recorded command's process tree is replayed (for a system-wide trace, \
-            every user task; kernel threads never by default).
+            every user task; kernel threads never by default). When the tasks left out used 5 % \
+            or more of the recording machine's CPU, the replay says so: the replayed ones competed \
+            with that load in the recording, not here (--all replays every user task).
             """)
 
     @Argument(help: "The .rpl trace to replay.") var trace: String
