@@ -86,7 +86,14 @@ func bareSleepCycleCPU() -> UInt64 {
         #expect(run.counts.waitsBlocked + run.counts.waitsAlreadySatisfied + handOffs == UInt64(waits))
         let recorded = run.tasks.reduce(0.0) { $0 + Double($1.recordedCpuNanoseconds) }
         let replayed = run.tasks.reduce(0.0) { $0 + Double($1.cpuNanoseconds) }
-        #expect(abs(replayed - recorded) / recorded < 0.05, "CPU \(replayed) ns for \(recorded) recorded")
+        // A wait whose wake came first still blocks once, briefly: each such block costs a
+        // sleep cycle of CPU that later burns absorb only where they have slack (under a full
+        // parallel `swift test`, more waits find their wake first: +5.4 % once).
+        let cycle = Double(bareSleepCycleCPU())
+        let briefBlocks = Double(run.counts.waitsAlreadySatisfied)
+        #expect(recorded - replayed < 0.05 * recorded, "CPU \(replayed) ns for \(recorded) recorded")
+        #expect(replayed - recorded < 0.05 * recorded + briefBlocks * cycle,
+                "CPU \(replayed) ns for \(recorded) recorded; \(briefBlocks) brief blocks at \(cycle) ns each")
     }
 
     @Test(.enabled(if: isRootWithTracefs)) func fidelityOfASelfRecordedReplay() throws {
