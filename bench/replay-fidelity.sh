@@ -13,7 +13,8 @@
 #   5. the noise floor: the workload recorded a second time the same way (rerun.rpl), its
 #      tasks matched to the first run's by command name in order of creation, and
 #      `fidelity orig.rpl rerun.rpl`: how far the workload is from itself on this machine.
-# Prints one table row per workload with the medians over the rounds. Raw JSON stays in
+# Prints the VM state (bare timed-sleep cycle CPU, before and after), then one table row per
+# workload with the medians over the rounds. Raw JSON stays in
 # bench/out/fidelity/ (OUT=dir to change). REPLAY_ARGS="--wake-order hold" passes options to
 # replayctl replay; REPLAY_ONLY=1 re-replays the traces already in OUT (no new recording,
 # no perf), so replay options can be compared on the same recordings.
@@ -31,6 +32,10 @@ bin=${BIN:-.build/release/replayctl}
 out=${OUT:-bench/out/fidelity}
 mkdir -p "$out"
 export LOOPS_PIPE=${LOOPS_PIPE:-20000}
+# The VM's state moves every figure: note the CPU cost of a bare timed-sleep cycle (about 10 µs
+# on a quiet day here, 20–30 µs when the host is busy) before and after.
+vm_state() { bash bench/sleep-cycle-cost.sh 2>/dev/null | sed -n 's/^thread CPU clock: \(.*\) per cycle/\1/p'; }
+state_before=$(vm_state || true)
 
 for w in "${workloads[@]}"; do
   name=$(basename "$w"); name=${name%.*}
@@ -92,6 +97,8 @@ EOF
   done
 done
 
+state_after=$(vm_state || true)
+echo "$(date -u +%FT%TZ): bare timed-sleep cycle (bench/sleep-cycle-cost.sh) ${state_before:-?} before, ${state_after:-?} after"
 python3 - "$out" "$rounds" "${workloads[@]}" <<'EOF'
 import json, os, statistics, sys
 out, rounds, names = sys.argv[1], int(sys.argv[2]), [os.path.splitext(os.path.basename(w))[0] for w in sys.argv[3:]]
