@@ -197,7 +197,7 @@ public enum RtAppExporter {
                 timerOrigin = origin
                 let deadline = Int((offset &- min(offset, origin)) / 1000)
                 let period = max(1, deadline &- timerMicroseconds)
-                timerMicroseconds = timerMicroseconds.addingReportingOverflow(period).overflow ? Int.max : timerMicroseconds + period
+                timerMicroseconds = timerMicroseconds.adding(saturating: period)
                 items.append(.timer(period))
                 cursor = max(cursor, offset)
             case .exec:
@@ -240,7 +240,7 @@ public enum RtAppExporter {
                     return diff <= Double(options.absoluteToleranceMicroseconds) || diff <= options.tolerance * max(mean, Double(value))
                 }
                 if similar {
-                    last.sums = zip(last.sums, values).map { $0.addingReportingOverflow($1).overflow ? Int.max : $0 + $1 }
+                    last.sums = zip(last.sums, values).map { $0.adding(saturating: $1) }
                     last.loop += 1
                     phases[phases.count - 1] = last
                     continue

@@ -1,10 +1,13 @@
-extension UInt64 {
-    /// Adds, stopping at `UInt64.max` instead of trapping: the timestamps of a damaged or
+extension FixedWidthInteger {
+    /// Adds, stopping at `max` (or `min`) instead of trapping: the timestamps of a damaged or
     /// crafted trace can be anything, and no verb may crash on it.
-    @inlinable public func adding(saturating other: UInt64) -> UInt64 {
+    @inlinable public func adding(saturating other: Self) -> Self {
         let (sum, overflow) = addingReportingOverflow(other)
-        return overflow ? .max : sum
+        return overflow ? (other > 0 ? .max : .min) : sum
     }
+}
+
+extension UInt64 {
 
     /// Nanoseconds from a Double, 0 below zero (or NaN) and `UInt64.max` beyond it.
     @inlinable public init(saturatingNanoseconds d: Double) {

@@ -7,6 +7,10 @@ import TraceFormat
         #expect(UInt64(5).adding(saturating: 7) == 12)
         #expect((UInt64.max - 1).adding(saturating: 1) == .max)
         #expect(UInt64.max.adding(saturating: UInt64.max) == .max)
+        // Signed: towards the side it overflows on.
+        #expect((Int.max - 1).adding(saturating: 5) == .max)
+        #expect((Int.min + 1).adding(saturating: -5) == .min)
+        #expect(Int(-3).adding(saturating: 10) == 7)
     }
 
     @Test func nanosecondsFromADoubleClampAtBothEnds() {
