@@ -620,13 +620,7 @@ final class ThreadContext: @unchecked Sendable {
                 waits += 1
                 let (counter, target) = arrive(edge: edge, count: count, order: order)
                 if creplay_load32(counter) >= target {
-                    waitsAlreadySatisfied += 1
-                    // The trace slept here; its wake came first in the replay: still block,
-                    // as briefly as really blocks (a spawned thread's start is no sleep).
-                    if !engine.spawnEdges[edge] {
-                        deliverPendingWakes()
-                        sleepBriefly()
-                    }
+                    wakeCameFirst(edge: edge)
                     continue
                 }
                 let (outcome, blocked) = blockForWake(counter, target, recordedWake: start.adding(saturating: recordedWake), myFutex: myFutex)
@@ -641,8 +635,7 @@ final class ThreadContext: @unchecked Sendable {
                         wakeLatencies.append(min(latency, ~ThreadContext.sameCPUBit) | (sameCPU ? ThreadContext.sameCPUBit : 0))
                     } else {
                         // The wake landed between the last check and the futex_wait.
-                        waitsAlreadySatisfied += 1
-                        if !engine.spawnEdges[edge] { sleepBriefly() }
+                        wakeCameFirst(edge: edge)
                     }
                 }
             case let .handOff(edge, count, recordedWake, _):
@@ -805,6 +798,15 @@ final class ThreadContext: @unchecked Sendable {
             return true
         }
         handOverPendingWakes()
+    }
+
+    /// A wait on `edge` whose wake came first: counted, and since the trace slept there, the
+    /// thread still blocks, as briefly as really blocks (a spawned thread's start is no sleep).
+    func wakeCameFirst(edge: Int) {
+        waitsAlreadySatisfied += 1
+        guard !engine.spawnEdges[edge] else { return }
+        deliverPendingWakes()
+        sleepBriefly()
     }
 
     /// Blocks once, as briefly as the kernel allows: a timed sleep of 5 µs, doubled until the
