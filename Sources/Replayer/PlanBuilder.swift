@@ -72,9 +72,12 @@ public struct TaskSelection: Sendable, Equatable {
 public enum PlanBuilder {
     /// Builds the plan for `selection` from a trace file (reads it twice, streaming).
     /// - Throws: `TraceError` for a damaged chunk.
-    public static func build(reader: TraceReader, selection: Set<TaskIndex>) throws -> ReplayPlan {
+    /// - Parameter observe: also given every event, in the first of the two passes over the
+    ///   trace (a caller that needs its own figures need not read the trace once more).
+    public static func build(reader: TraceReader, selection: Set<TaskIndex>,
+                             observe: ((Event) -> Void)? = nil) throws -> ReplayPlan {
         var builder = Builder(tasks: reader.tasks, selection: selection)
-        try reader.forEachEvent { builder.trackRuns($0) }
+        try reader.forEachEvent { builder.trackRuns($0); observe?($0) }
         builder.finishRuns()
         try reader.forEachEvent { builder.feed($0) }
         return builder.finish(cpuLatencyRequests: reader.metadata.cpuLatencyRequests ?? [], selection: selection)

@@ -27,15 +27,15 @@ public final class ReplaySession {
         guard !self.selection.isEmpty else {
             throw ReplayError.nothingToReplay("no task of \(tracePath) matches the selection (see `replayctl info \(tracePath) --limit 0`)")
         }
-        plan = try PlanBuilder.build(reader: reader, selection: self.selection)
+        var summary = TraceSummary.Builder(taskCount: reader.tasks.count)
+        plan = try PlanBuilder.build(reader: reader, selection: self.selection) { summary.feed($0) }
         // Damaged timestamps make a plan that would sleep or burn for ages: refuse it.
         let longest: UInt64 = 30 * 86_400 * 1_000_000_000
         if plan.recordedMakespan > longest || plan.programs.contains(where: { $0.recordedCPUNanoseconds > longest }) {
             throw ReplayError.nothingToReplay("\(tracePath): the selected tasks span \(plan.recordedMakespan / 86_400_000_000_000) days of trace time, more than the 30 a replay allows — its timestamps look damaged (`replayctl info \(tracePath)` checks the trace); select fewer tasks (--pid, --comm, --tree) to leave the damaged ones out")
         }
         engine = try ReplayEngine(plan: plan, options: options)
-        unreplayedLoad = try UnreplayedLoad(summary: TraceSummary(reader: reader), selection: self.selection,
-                                            cpus: reader.metadata.cpuCount)
+        unreplayedLoad = UnreplayedLoad(summary: summary.finish(), selection: self.selection, cpus: reader.metadata.cpuCount)
         let m = reader.metadata
         let identity = TraceIdentity(
             path: tracePath, sha256: try SHA256.hexDigest(ofFile: tracePath), recordedKernel: m.kernelRelease,
