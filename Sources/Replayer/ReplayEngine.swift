@@ -35,6 +35,12 @@ public struct ReplayOptions: Sendable {
     /// How long a hand-off yields the CPU for its wake before it blocks (the wakee's run,
     /// recorded between the preemption and its block, plus a margin).
     public var handOffSpinNanoseconds: UInt64 = 50_000
+    /// A wakee that has just committed to block is given this long to fall asleep in the
+    /// kernel before its waker calls futex_wake; the waker keeps the wake meanwhile (counted,
+    /// not yet delivered) and retries while it runs on, so that the wakee really sleeps and
+    /// the kernel sees its waker wake it. 0: the wake bumps the wakee's futex word at once,
+    /// and a wakee that was not asleep yet does not sleep (docs/replay.md, "Waits").
+    public var wakeSettleNanoseconds: UInt64 = 2_000
     /// Hold the CPU latency limits the trace's requests held (`ReplayPlan.cpuLatency`), at
     /// the same offsets, through `/dev/cpu_dma_latency` (`--no-pm-qos` turns it off).
     public var applyCPULatency = true
@@ -306,7 +312,7 @@ public final class ReplayEngine: @unchecked Sendable {
         var delivered: UInt32 = 0
         shared.handedOff.removeAll { w in
             guard all || creplay_load32(w.armed) >= w.ordinal else { return false }
-            signalWake(shared, edge: w.edge, target: w.target)
+            _ = signalWake(shared, edge: w.edge, target: w.target)
             delivered += 1
             return true
         }
@@ -318,8 +324,11 @@ public final class ReplayEngine: @unchecked Sendable {
     }
 
     /// Issues a wake on `edge` to program `target`: counts it, records when and from which
-    /// CPU, and wakes the target if it is blocked in a wait.
-    @inline(__always) func signalWake(_ shared: SharedState, edge: Int, target: Int) {
+    /// CPU, and wakes the target if it is blocked in a wait. With `settle`, a target that has
+    /// committed to block but may not be asleep in the kernel yet is not nudged: the wake is
+    /// counted, and the block it must still end is returned (the caller owes it a
+    /// futex_wake: `wakeSleeper`).
+    @inline(__always) func signalWake(_ shared: SharedState, edge: Int, target: Int, settle: Bool = false) -> UInt32? {
         if pooledEdges[edge] {
             creplay_store64(shared.poolTime(target), creplay_monotonic_ns())
             creplay_store32(shared.poolCPU(target), UInt32(bitPattern: creplay_getcpu()))
@@ -329,7 +338,27 @@ public final class ReplayEngine: @unchecked Sendable {
             creplay_store32(shared.edgeCPU(edge), UInt32(bitPattern: creplay_getcpu()))
             _ = creplay_add32(shared.edgeCount(edge), 1)
         }
+        if settle && options.wakeSettleNanoseconds > 0 && creplay_load32(shared.waiting(target)) == ThreadContext.BlockReason.wake.rawValue {
+            let block = creplay_load32(shared.blockSequence(target))
+            return wakeSleeper(shared, edge: edge, target: target, block: block) ? nil : block
+        }
         shared.nudge(target, for: .wake)
+        return nil
+    }
+
+    /// A wake already counted for `target`'s block number `block`: futex_wake it once it has
+    /// been committed for `wakeSettleNanoseconds`, without bumping its futex word, so that a
+    /// wakee not yet asleep falls asleep (its word unchanged) and this call, or a later one,
+    /// wakes it. Returns true when nothing is owed any more: it was woken, or it is no longer
+    /// in that block (it saw the count before sleeping).
+    @inline(__always) func wakeSleeper(_ shared: SharedState, edge: Int, target: Int, block: UInt32) -> Bool {
+        guard creplay_load32(shared.waiting(target)) == ThreadContext.BlockReason.wake.rawValue,
+              creplay_load32(shared.blockSequence(target)) == block else { return true }
+        let now = creplay_monotonic_ns()
+        if now < creplay_load64(shared.committedAt(target)) &+ options.wakeSettleNanoseconds { return false }
+        // The latency it will measure starts at the futex_wake that really wakes it.
+        creplay_store64(pooledEdges[edge] ? shared.poolTime(target) : shared.edgeTime(edge), now)
+        return creplay_futex_wake(shared.futex(target), 1) > 0
     }
 
     private func collect(contexts: [ThreadContext], start: UInt64, wallStart: UInt64, index: Int, warmup: Bool,
@@ -361,6 +390,8 @@ public final class ReplayEngine: @unchecked Sendable {
             counts.heldWakes = (counts.heldWakes ?? 0) + ctx.heldWakes
             counts.handOffsYielded = (counts.handOffsYielded ?? 0) + ctx.handOffsYielded
             counts.handOffsBlocked = (counts.handOffsBlocked ?? 0) + ctx.handOffsBlocked
+            counts.wakesKeptUntilAsleep = (counts.wakesKeptUntilAsleep ?? 0) + ctx.settlingWakes
+            counts.wakesNotKeptUntilAsleep = (counts.wakesNotKeptUntilAsleep ?? 0) + ctx.unsettledWakes
             end = max(end, ctx.endTime)
             for w in ctx.warnings { warnings.insert(w) }
             tasks.append(ReplayTaskResult(
@@ -462,6 +493,16 @@ final class SharedState: @unchecked Sendable {
         (memory + (Self.controlLines + p) * Self.line + 4).assumingMemoryBound(to: UInt32.self)
     }
 
+    /// Blocks program `p` has entered (+28), and when it last committed to one (+32,
+    /// CLOCK_MONOTONIC): a waker owing it a wake (`ReplayEngine.wakeSleeper`) knows by them
+    /// whether it is still in that block and how long it has had to fall asleep.
+    @inline(__always) func blockSequence(_ p: Int) -> UnsafeMutablePointer<UInt32> {
+        (memory + (Self.controlLines + p) * Self.line + 28).assumingMemoryBound(to: UInt32.self)
+    }
+    @inline(__always) func committedAt(_ p: Int) -> UnsafeMutablePointer<UInt64> {
+        (memory + (Self.controlLines + p) * Self.line + 32).assumingMemoryBound(to: UInt64.self)
+    }
+
     /// Program `p`'s pooled wakes received (+8), CPU of the last waker (+12), time of the
     /// last wake (+16), and the pooled ordinal of the latest wait it entered (+24).
     @inline(__always) func poolCount(_ p: Int) -> UnsafeMutablePointer<UInt32> {
@@ -544,6 +585,12 @@ final class ThreadContext: @unchecked Sendable {
     /// Deferred wakes not delivered yet, in the order they were reached.
     var pending: [PendingWake] = []
     typealias PendingWake = (edge: Int, target: Int, armed: UnsafeMutablePointer<UInt32>, ordinal: UInt32)
+    /// Wakes counted but not delivered yet: their wakee had committed to block and may not be
+    /// asleep yet (`ReplayEngine.wakeSleeper`); retried while this thread runs on.
+    var owed: [(edge: Int, target: Int, block: UInt32)] = []
+    /// Wakes kept until their wakee was asleep, and those of them given up.
+    var settlingWakes: UInt64 = 0
+    var unsettledWakes: UInt64 = 0
     var cpuUsed: UInt64 = 0
     /// Voluntary context switches during `execute` (real blocks), when getrusage works.
     var voluntarySwitches: UInt64?
@@ -612,6 +659,7 @@ final class ThreadContext: @unchecked Sendable {
         for atom in atoms {
             if shared.isStopped { break }
             if !pending.isEmpty { deliverArmedWakes() }
+            if !owed.isEmpty { retryOwedWakes() }
             switch atom {
             case let .run(ns):
                 cpuTarget += Double(ns) * scale
@@ -784,6 +832,7 @@ final class ThreadContext: @unchecked Sendable {
     /// Gives up every deferred wake (before this thread blocks or sleeps: a waker never keeps
     /// a wake while it cannot run), after giving their wakees `holdSpinNanoseconds` to arrive.
     func deliverPendingWakes() {
+        settleOwedWakes()
         if pending.isEmpty { return }
         _ = spin(for: engine.options.holdSpinNanoseconds) {
             deliverArmedWakes()
@@ -844,6 +893,7 @@ final class ThreadContext: @unchecked Sendable {
         let end = creplay_monotonic_ns() + nanoseconds
         repeat {
             sched_yield()
+            if !owed.isEmpty { retryOwedWakes() }
             if done() { return true }
         } while creplay_monotonic_ns() < end && creplay_thread_cpu_ns() < cpuBudgetEnd
         return false
@@ -856,6 +906,7 @@ final class ThreadContext: @unchecked Sendable {
     /// those waits before they are reached; waiting for the wakees here would cost this
     /// thread a sleep and a wakeup per late wakee, neither of which the trace has.
     func handOverPendingWakes() {
+        settleOwedWakes()
         deliverArmedWakes()
         if pending.isEmpty { return }
         let n = UInt32(pending.count)
@@ -901,7 +952,9 @@ final class ThreadContext: @unchecked Sendable {
         let waitingFlag = shared.waiting(program)
         var blocked = false
         var outcome = BlockOutcome.reached
+        _ = creplay_add32(shared.blockSequence(program), 1)
         while true {
+            creplay_store64(shared.committedAt(program), creplay_monotonic_ns())
             creplay_store32(waitingFlag, reason.rawValue)
             let sequence = creplay_load32(myFutex)
             if creplay_load32(counter) >= target { break }
@@ -915,8 +968,40 @@ final class ThreadContext: @unchecked Sendable {
     }
 
     @inline(__always) func signal(edge: Int, target: Int) {
-        engine.signalWake(shared, edge: edge, target: target)
-        if !engine.spawnEdges[edge] { wakesIssued += 1 }
+        if engine.spawnEdges[edge] {
+            _ = engine.signalWake(shared, edge: edge, target: target)
+            return
+        }
+        wakesIssued += 1
+        if let block = engine.signalWake(shared, edge: edge, target: target, settle: true) {
+            owed.append((edge, target, block))
+            settlingWakes += 1
+        }
+    }
+
+    /// Retries the owed wakes; drops those done.
+    @inline(__always) func retryOwedWakes() {
+        owed.removeAll { w in
+            engine.wakeSleeper(shared, edge: w.edge, target: w.target, block: w.block)
+        }
+    }
+
+    /// Settles the owed wakes before this thread blocks, sleeps or ends: retries them for up
+    /// to `holdSpinNanoseconds`, then bumps the futex word of each wakee still in that block
+    /// (it has not fallen asleep: it will not sleep for this wake).
+    func settleOwedWakes() {
+        if owed.isEmpty { return }
+        let end = creplay_monotonic_ns() + engine.options.holdSpinNanoseconds
+        repeat {
+            retryOwedWakes()
+            if owed.isEmpty { return }
+            sched_yield()
+        } while creplay_monotonic_ns() < end
+        for w in owed where creplay_load32(shared.blockSequence(w.target)) == w.block {
+            shared.nudge(w.target, for: .wake)
+            unsettledWakes += 1
+        }
+        owed.removeAll(keepingCapacity: true)
     }
 
     /// Spins until the thread's CPU clock reaches `target`. Checks the clock at most every
@@ -929,11 +1014,12 @@ final class ThreadContext: @unchecked Sendable {
         defer { cpuSeen = now }
         let rate = engine.spinRate
         while now + 150 < target {
-            let slice: UInt64 = pending.isEmpty ? 50_000 : 10_000
+            let slice: UInt64 = !owed.isEmpty ? 2_000 : pending.isEmpty ? 50_000 : 10_000
             let remaining = min(target - now, slice)
             creplay_spin(UInt64(Double(remaining) * rate * 0.85))
             now = creplay_thread_cpu_ns()
             if !pending.isEmpty { deliverArmedWakes() }
+            if !owed.isEmpty { retryOwedWakes() }
             if remaining == slice && shared.isStopped { return }
         }
     }

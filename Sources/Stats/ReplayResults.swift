@@ -137,6 +137,12 @@ public struct ReplayCounts: Equatable, Sendable, Codable {
     /// blocking because the wake was long in coming; absent in older files.
     public var handOffsYielded: UInt64?
     public var handOffsBlocked: UInt64?
+    /// Wakes whose wakee had committed to block but was not asleep yet: the waker kept each
+    /// (counted, not delivered) and woke the wakee once it slept (docs/replay.md, "Waits");
+    /// and those of them given up because the waker had to block, sleep or end first (the
+    /// wakee then did not sleep for it). Absent in older files.
+    public var wakesKeptUntilAsleep: UInt64?
+    public var wakesNotKeptUntilAsleep: UInt64?
 
     public init() {}
 }

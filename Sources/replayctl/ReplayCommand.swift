@@ -37,6 +37,7 @@ struct Replay: ParsableCommand {
     @Option(help: "A wake reached before its wakee has reached the sleep it ended in the trace: defer (deliver it when the wakee blocks; the waker runs on), hold (the waker blocks until then), free (at once).") var wakeOrder: WakeOrder = .deferred
     @Option(help: "With --wake-order defer: microseconds a waker spins (yielding) for a late wakee before deferring its wake.") var holdSpin = 20.0
     @Option(help: "Microseconds a hand-off (a task preempted by the wakee it had just woken) yields the CPU for that wakee's wake before blocking.") var handOffSpin = 50.0
+    @Option(help: "Microseconds a wakee that has just committed to block is given to fall asleep before its waker's futex_wake (the waker keeps the wake meanwhile and runs on); 0: wake at once, the wakee may then not sleep.") var wakeSettle = 2.0
     @Flag(help: "End each wait at the k-th wake from the task that woke it in the trace, instead of at the n-th wake from any waker.") var perWakerWaits = false
     @Flag(help: "Do not hold the CPU latency QoS limits the replayed tasks held in the trace (/dev/cpu_dma_latency; cyclictest holds 0 µs, which keeps the CPUs out of deep idle states).") var noPmQos = false
     @Option(help: "Replay tasks with this tid or pid (repeatable).") var pid: [Int32] = []
@@ -64,6 +65,7 @@ struct Replay: ParsableCommand {
             options.pooledWaits = !perWakerWaits
             options.holdSpinNanoseconds = UInt64(max(0, holdSpin) * 1000)
             options.handOffSpinNanoseconds = UInt64(max(0, handOffSpin) * 1000)
+            options.wakeSettleNanoseconds = UInt64(max(0, wakeSettle) * 1000)
             options.maxThreads = maxThreads
             options.applyCPULatency = !noPmQos
             let selection = TaskSelection(pids: pid, comms: comm, trees: tree, all: all)
@@ -217,6 +219,8 @@ struct ReplaySummary {
             counts.heldWakes = (counts.heldWakes ?? 0) + (r.counts.heldWakes ?? 0)
             counts.handOffsYielded = (counts.handOffsYielded ?? 0) + (r.counts.handOffsYielded ?? 0)
             counts.handOffsBlocked = (counts.handOffsBlocked ?? 0) + (r.counts.handOffsBlocked ?? 0)
+            counts.wakesKeptUntilAsleep = (counts.wakesKeptUntilAsleep ?? 0) + (r.counts.wakesKeptUntilAsleep ?? 0)
+            counts.wakesNotKeptUntilAsleep = (counts.wakesNotKeptUntilAsleep ?? 0) + (r.counts.wakesNotKeptUntilAsleep ?? 0)
         }
         var lines: [String] = []
         func table(_ title: String, _ h: LatencyHistogram) {
@@ -268,6 +272,9 @@ struct ReplaySummary {
         }
         if let held = counts.heldWakes, held > 0 {
             lines.append("Wakes that reached their wakee before its sleep (held or deferred until it got there): \(held)")
+        }
+        if let kept = counts.wakesKeptUntilAsleep, kept > 0 {
+            lines.append("Wakes kept until their wakee, committed to block, was asleep: \(kept) (\(counts.wakesNotKeptUntilAsleep ?? 0) given up)")
         }
         let yielded = counts.handOffsYielded ?? 0, blocked = counts.handOffsBlocked ?? 0
         if yielded + blocked > 0 {

@@ -1,3 +1,4 @@
+import CReplay
 import Foundation
 import Stats
 import Testing
@@ -258,6 +259,50 @@ import TraceFormat
         }
         let aTask = run.tasks.first { $0.comm == "a" }!
         #expect(aTask.cpuNanoseconds >= 29_000_000)
+    }
+
+    @Test func aWakeForAWakeeNotYetAsleepIsKeptUntilItSleeps() throws {
+        // b commits to block (sets its waiting flag) and a's wake comes at once: counted, but
+        // a keeps the futex_wake until b has had the settle time to fall asleep (50 ms here,
+        // so that the test does not race), then wakes b asleep. Bumped at once, b's
+        // futex_wait would have returned without sleeping.
+        var options = ReplayOptions()
+        options.wakeSettleNanoseconds = 50_000_000
+        let engine = try ReplayEngine(plan: lateWakee(wakerRunsOnFor: 1), options: options)
+        let shared = SharedState(programs: 2, edges: engine.plan.edges.count)
+        defer { shared.deallocate() }
+        let b = ThreadContext(engine: engine, shared: shared, program: 1)
+        let (counter, target, _) = b.waitWords(edge: 0, count: 1)
+        final class Outcome: @unchecked Sendable {
+            let lock = NSLock()
+            var value: (outcome: ThreadContext.BlockOutcome, blocked: Bool)?
+            var done: Bool { lock.withLock { value != nil } }
+        }
+        let result = Outcome()
+        let thread = Thread {
+            let (counter, target, _) = b.waitWords(edge: 0, count: 1)
+            let r = b.block(until: counter, reaches: target, giveUp: creplay_monotonic_ns() + 5_000_000_000,
+                            myFutex: shared.futex(1), for: .wake)
+            result.lock.withLock { result.value = r }
+        }
+        thread.start()
+        while creplay_load32(shared.waiting(1)) != ThreadContext.BlockReason.wake.rawValue { sched_yield() }
+        let owed = try #require(engine.signalWake(shared, edge: 0, target: 1, settle: true), "b had just committed: the wake is kept")
+        #expect(creplay_load32(counter) >= target, "the wake is counted")
+        usleep(20_000)
+        #expect(!result.done, "b is still asleep: its futex word was not bumped")
+        let giveUp = creplay_monotonic_ns() + 5_000_000_000
+        while !engine.wakeSleeper(shared, edge: 0, target: 1, block: owed) && creplay_monotonic_ns() < giveUp { usleep(1_000) }
+        while !result.done && creplay_monotonic_ns() < giveUp { usleep(1_000) }
+        let r = try #require(result.lock.withLock { result.value })
+        #expect(r.outcome == .reached)
+        #expect(r.blocked, "b slept, and the kept wake woke it")
+        // b has left that block: nothing is owed any more.
+        #expect(engine.wakeSleeper(shared, edge: 0, target: 1, block: owed))
+        // Without a settle time, the same wake bumps b's word at once: nothing is kept.
+        var immediate = ReplayOptions()
+        immediate.wakeSettleNanoseconds = 0
+        #expect(try ReplayEngine(plan: engine.plan, options: immediate).signalWake(shared, edge: 0, target: 1, settle: true) == nil)
     }
 
     @Test func pooledWaitsEndAtWhicheverWakerComesFirst() throws {
