@@ -586,7 +586,11 @@ final class ThreadContext: @unchecked Sendable {
     var pending: [PendingWake] = []
     typealias PendingWake = (edge: Int, target: Int, armed: UnsafeMutablePointer<UInt32>, ordinal: UInt32)
     /// Wakes counted but not delivered yet: their wakee had committed to block and may not be
-    /// asleep yet (`ReplayEngine.wakeSleeper`); retried while this thread runs on.
+    /// asleep yet (`ReplayEngine.wakeSleeper`); retried while this thread runs on (at each
+    /// atom, every 2 µs of a burn, in spins), settled before it blocks, sleeps or ends. The
+    /// wakee's flag is read before its block number: a block number read first could be
+    /// stale and the wake lost, read after it can at worst be a later block's, woken once
+    /// for nothing.
     var owed: [(edge: Int, target: Int, block: UInt32)] = []
     /// Wakes kept until their wakee was asleep, and those of them given up.
     var settlingWakes: UInt64 = 0
@@ -1006,7 +1010,8 @@ final class ThreadContext: @unchecked Sendable {
 
     /// Spins until the thread's CPU clock reaches `target`. Checks the clock at most every
     /// 50 µs of spinning, and aims under the remainder so that it converges without overshoot.
-    /// While deferred wakes are pending, checks them every 10 µs of spinning. Returns without
+    /// While deferred wakes are pending, checks them every 10 µs of spinning; while wakes are
+    /// owed to wakees falling asleep, retries them every 2 µs. Returns without
     /// reading the clock when its last reading is already past `target`.
     @inline(__always) func burn(until target: UInt64) {
         if cpuSeen + 150 >= target { return }
