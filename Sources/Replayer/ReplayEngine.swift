@@ -992,7 +992,9 @@ final class ThreadContext: @unchecked Sendable {
 
     /// Settles the owed wakes before this thread blocks, sleeps or ends: retries them for up
     /// to `holdSpinNanoseconds`, then bumps the futex word of each wakee still in that block
-    /// (it has not fallen asleep: it will not sleep for this wake).
+    /// (it has not fallen asleep: it will not sleep for this wake). Not `spin`: that stops at
+    /// the CPU budget's end, which a program's last wakes have reached, and a wakee needs
+    /// only microseconds to fall asleep.
     func settleOwedWakes() {
         if owed.isEmpty { return }
         let end = creplay_monotonic_ns() + engine.options.holdSpinNanoseconds
