@@ -52,6 +52,13 @@ public struct FidelityReport: Codable, Sendable {
     /// is computed over (a handful make it a coin toss: cyclictest's threads have one).
     public var originalEdgeWakeups: Int?
     public var replayEdgeWakeups: Int?
+    /// Of the task-to-task wakeups among the matched tasks whose wakee was then seen running,
+    /// the share where it ran on the CPU its waker woke it from (wake-affine placement, a
+    /// same-CPU hand-off), in each recording. A placement the replay's kernel chose
+    /// differently changes what every wakeup costs (a cross-CPU wakeup needs an IPI, and a
+    /// waker yielding for its hand-off then spins on its own CPU). Absent in older reports.
+    public var originalSameCPUWakeupShare: Double?
+    public var replaySameCPUWakeupShare: Double?
     /// Replay makespan / original makespan (first to last event of the matched tasks).
     public var makespanRatio: Double
     public var originalMakespanNanoseconds: UInt64
@@ -109,6 +116,10 @@ struct TraceFigures {
     var wakeupsFromOutside = 0
     /// Wakeup latency samples (waking → running) per wakee tid.
     var latencies: [Int32: [UInt64]]
+    /// Task-to-task wakeups among the selected tasks whose wakee was seen running next, and
+    /// those where it ran on its waker's CPU.
+    var placedWakeups = 0
+    var sameCPUWakeups = 0
     var firstActivity: [Int32: UInt64]
     var lastActivity: [Int32: UInt64]
 
@@ -121,6 +132,14 @@ struct TraceFigures {
         var edges: [Int64: Int] = [:]
         var latencies: [Int32: [UInt64]] = [:]
         var pendingWake: [Int: UInt64] = [:]
+        // Task-to-task wakes not followed by a run of their wakee yet: the waker's CPU.
+        var pendingWakerCPU: [Int: CPU] = [:]
+        var placed = 0, sameCPU = 0
+        func placedOn(_ task: Int, _ cpu: CPU) {
+            guard let w = pendingWakerCPU.removeValue(forKey: task) else { return }
+            placed += 1
+            if w == cpu { sameCPU += 1 }
+        }
         var outside = 0
         var first: [Int32: UInt64] = [:], last: [Int32: UInt64] = [:]
         var tracker = RunTracker(taskCount: reader.tasks.count)
@@ -153,6 +172,7 @@ struct TraceFigures {
                 if context == .task, let waker, !waker.isIdle, tids.contains(tidOf[target.intValue]) {
                     if tids.contains(tidOf[waker.intValue]) {
                         edges[edgeKey(tidOf[waker.intValue], tidOf[target.intValue]), default: 0] += 1
+                        pendingWakerCPU[target.intValue] = event.cpu
                     } else {
                         outside += 1
                     }
@@ -161,6 +181,7 @@ struct TraceFigures {
                 if !prev.isIdle { touch(prev, event.timestamp) }
                 if !next.isIdle {
                     touch(next, event.timestamp)
+                    placedOn(next.intValue, event.cpu)
                     if let w = pendingWake.removeValue(forKey: next.intValue) {
                         latencies[tidOf[next.intValue], default: []].append(event.timestamp - w)
                     }
@@ -171,13 +192,18 @@ struct TraceFigures {
                 break
             }
             // Runs whose switch-in was not logged: the inferred start ends the wakeup latency.
-            if let run = tracker.feed(event), run.startInferred, let w = pendingWake[run.task.intValue], run.start >= w {
-                pendingWake[run.task.intValue] = nil
-                latencies[tidOf[run.task.intValue], default: []].append(run.start - w)
+            if let run = tracker.feed(event), run.startInferred {
+                placedOn(run.task.intValue, run.cpu)
+                if let w = pendingWake[run.task.intValue], run.start >= w {
+                    pendingWake[run.task.intValue] = nil
+                    latencies[tidOf[run.task.intValue], default: []].append(run.start - w)
+                }
             }
         }
         summary = builder.finish()
         self.edges = edges
+        placedWakeups = placed
+        sameCPUWakeups = sameCPU
         wakeupsFromOutside = outside
         self.latencies = latencies
         firstActivity = first
@@ -286,6 +312,8 @@ extension FidelityReport {
             sleepCountError: sleepTotal > 0 ? sleepDiff / sleepTotal : 0,
             edgeSimilarity: maxSum > 0 ? minSum / maxSum : 1,
             originalEdgeWakeups: originalEdgeWakeups, replayEdgeWakeups: replayEdgeWakeups,
+            originalSameCPUWakeupShare: o.placedWakeups > 0 ? Double(o.sameCPUWakeups) / Double(o.placedWakeups) : nil,
+            replaySameCPUWakeupShare: r.placedWakeups > 0 ? Double(r.sameCPUWakeups) / Double(r.placedWakeups) : nil,
             makespanRatio: oMake > 0 ? Double(rMake) / Double(oMake) : 0,
             originalMakespanNanoseconds: oMake, replayMakespanNanoseconds: rMake,
             wakeupLatencyKS: kolmogorovSmirnov(oLat, rLat),

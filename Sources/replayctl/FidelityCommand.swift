@@ -82,6 +82,9 @@ struct Fidelity: ParsableCommand {
             if let outside = report.replayWakeupsFromOutside, outside > 0 {
                 print("    replay wakeups from outside the replay threads: \(outside) (wakes handed to the coordinating thread; in no edge)")
             }
+            if let a = report.originalSameCPUWakeupShare, let b = report.replaySameCPUWakeupShare {
+                print("    wakee ran on its waker's CPU:     original \(String(format: "%.1f", a * 100)) %, replay \(String(format: "%.1f", b * 100)) %")
+            }
             print("  makespan ratio (replay/original):   \(String(format: "%.3f", report.makespanRatio))  "
                   + "(\(formatSeconds(report.replayMakespanNanoseconds)) / \(formatSeconds(report.originalMakespanNanoseconds)))")
             print("  wakeup latency p50 / p99:           original \(micro(report.originalWakeupLatencyP50)) / \(micro(report.originalWakeupLatencyP99)), "
