@@ -119,4 +119,20 @@ public struct ReplayPlan: Equatable, Sendable {
     public init() {}
 
     public var totalRecordedCPU: UInt64 { programs.reduce(0) { $0.adding(saturating: $1.recordedCPUNanoseconds) } }
+
+    /// Task-to-task wakes of the plan (spawns excluded; hand-offs included).
+    public var taskWakes: Int { edges.filter { !$0.isSpawn }.reduce(0) { $0 + Int($1.count) } }
+
+    /// When a quarter or more of the wakes are hand-offs (the wakee preempted its waker on
+    /// the waker's CPU in the recording: tasks taking turns on one CPU), a hint that the
+    /// recorded placement matters: a kernel that spreads them over idle CPUs turns each into a
+    /// cross-CPU round trip. `traces/pipe-pingpong.rpl` (46 %) replays in 7.9–8.3× the time
+    /// spread, 0.93–1.08× under `taskset -c 0` (docs/replay.md, "Limits").
+    public var handOffPlacementHint: String? {
+        let wakes = taskWakes
+        guard handoffs > 0, wakes > 0, handoffs * 4 >= wakes else { return nil }
+        return "\(handoffs * 100 / wakes) % of the wakes preempted their waker on its CPU in the recording (tasks taking turns on one CPU): "
+            + "where this kernel spreads them over idle CPUs, each becomes a cross-CPU round trip the recording did not have; "
+            + "to replay on the recorded placement, run under `taskset -c CPU`"
+    }
 }

@@ -126,7 +126,7 @@ struct Replay: ParsableCommand {
     func printPlan(_ session: ReplaySession) {
         let plan = session.plan
         let m = session.reader.metadata
-        let wakes = plan.edges.filter { !$0.isSpawn }.reduce(0) { $0 + Int($1.count) }
+        let wakes = plan.taskWakes
         let timed = plan.programs.reduce(0) { $0 + $1.timedSleepCount }
         print("replaying \(trace): \(plan.programs.count) threads, \(wakes) wakes, \(timed) timed sleeps, "
               + "\(formatSeconds(plan.totalRecordedCPU)) CPU; recorded on \(m.kernelRelease.isEmpty ? "?" : m.kernelRelease) "
@@ -136,6 +136,7 @@ struct Replay: ParsableCommand {
         }
         if plan.handoffs > 0 {
             print("  \(plan.handoffs) wakeup preemptions replayed as hand-offs (the waker resumes when its wakee blocks)")
+            if let hint = plan.handOffPlacementHint { print("  hint: \(hint)") }
         }
         if plan.inFlightWakes > 0 {
             print("  \(plan.inFlightWakes) sleeps ended by a wake logged just before the sleeper switched out (replayed as waits on it)")

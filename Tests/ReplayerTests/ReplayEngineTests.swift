@@ -71,6 +71,9 @@ import TraceFormat
         #expect(yielded + blocked == UInt64(handOffs))
         #expect(blocked < UInt64(handOffs) / 2, "\(blocked) of \(handOffs) hand-offs blocked")
         #expect(run.counts.timedOutWaits == 0)
+        // Half the wakes are hand-offs: the plan says the recorded placement matters.
+        #expect(plan.handOffPlacementHint?.hasPrefix("\(handOffs * 100 / plan.taskWakes) % of the wakes preempted their waker") == true)
+        #expect(pingPong(roundTrips: 10, runMicroseconds: 10).handOffPlacementHint == nil, "no hand-offs, no hint")
     }
 
     @Test func pingPongReproducesCPUTimeAndWakes() throws {
