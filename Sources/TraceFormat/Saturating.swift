@@ -8,7 +8,6 @@ extension FixedWidthInteger {
 }
 
 extension UInt64 {
-
     /// Nanoseconds from a Double, 0 below zero (or NaN) and `UInt64.max` beyond it.
     @inlinable public init(saturatingNanoseconds d: Double) {
         self = d.isNaN || d <= 0 ? 0 : d >= 0x1p64 ? .max : UInt64(d)  // 2⁶⁴, exact as a Double
