@@ -30,6 +30,10 @@ int creplay_futex_wake(uint32_t *word, int count) {
 uint32_t creplay_load32(const uint32_t *word) { return __atomic_load_n(word, __ATOMIC_SEQ_CST); }
 uint32_t creplay_add32(uint32_t *word, uint32_t value) { return __atomic_fetch_add(word, value, __ATOMIC_SEQ_CST); }
 void creplay_store32(uint32_t *word, uint32_t value) { __atomic_store_n(word, value, __ATOMIC_SEQ_CST); }
+
+int creplay_cas32(uint32_t *word, uint32_t expected, uint32_t desired) {
+    return __atomic_compare_exchange_n(word, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
 uint64_t creplay_load64(const uint64_t *word) { return __atomic_load_n(word, __ATOMIC_SEQ_CST); }
 void creplay_store64(uint64_t *word, uint64_t value) { __atomic_store_n(word, value, __ATOMIC_SEQ_CST); }
 

@@ -39,6 +39,7 @@ struct Replay: ParsableCommand {
     @Option(help: "Microseconds a hand-off (a task preempted by the wakee it had just woken) yields the CPU for that wakee's wake before blocking.") var handOffSpin = 50.0
     @Option(help: "Microseconds a wakee that has just committed to block is given to fall asleep before its waker's futex_wake (the waker keeps the wake meanwhile and runs on); 0: wake at once, the wakee may then not sleep.") var wakeSettle = 2.0
     @Flag(help: "End each wait at the k-th wake from the task that woke it in the trace, instead of at the n-th wake from any waker.") var perWakerWaits = false
+    @Flag(help: "With pooled waits: give a late wakee's deferred wake only to the wait it ended in the trace, not to whichever wait it is blocked in that still needs a wake.") var deferredWakesToRecordedWaits = false
     @Flag(help: "Do not hold the CPU latency QoS limits the replayed tasks held in the trace (/dev/cpu_dma_latency; cyclictest holds 0 µs, which keeps the CPUs out of deep idle states).") var noPmQos = false
     @Option(help: "Replay tasks with this tid or pid (repeatable).") var pid: [Int32] = []
     @Option(help: "Replay tasks with this command name (repeatable).") var comm: [String] = []
@@ -63,6 +64,7 @@ struct Replay: ParsableCommand {
             options.applyPolicy = !noPolicy
             options.wakeOrder = wakeOrder
             options.pooledWaits = !perWakerWaits
+            options.deliverToAnyPooledWait = !deferredWakesToRecordedWaits
             options.holdSpinNanoseconds = UInt64(max(0, holdSpin) * 1000)
             options.handOffSpinNanoseconds = UInt64(max(0, handOffSpin) * 1000)
             options.wakeSettleNanoseconds = UInt64(max(0, wakeSettle) * 1000)

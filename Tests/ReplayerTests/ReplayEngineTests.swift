@@ -336,6 +336,61 @@ import TraceFormat
         #expect(perWaker.counts.timedOutWaits >= 1)
     }
 
+    /// In the trace s1's wake ended r's first wait and s2's its second; here r is blocked in
+    /// its first wait when s2 gets to its wake, with s1 late. Delivered to whichever pooled
+    /// wait needs a wake, s2's wake ends that wait (a wakeup from s2, as the real reader of a
+    /// socket with two writers would have) and s1's, coming next, finds the wait served and
+    /// stays deferred for r's next. Delivered only to the recorded wait, s2's waits for r's
+    /// second wait and s1's ends the first.
+    @Test(arguments: [true, false])
+    func aLateWakeeTakesADeferredPooledWakeInWhicheverWaitNeedsOne(anyWait: Bool) throws {
+        var plan = ReplayPlan()
+        for (i, name) in ["s1", "s2", "r"].enumerated() {
+            plan.programs.append(TaskProgram(task: TaskIndex(i + 1), info: TaskInfo(tid: Int32(300 + i), tgid: Int32(300 + i), comm: name)))
+        }
+        plan.edges = [
+            WakeEdge(waker: 0, wakee: 2, isSpawn: false, count: 1, waits: 1, poolOrdinals: [1], waitPoolOrdinals: [1]),
+            WakeEdge(waker: 1, wakee: 2, isSpawn: false, count: 1, waits: 1, poolOrdinals: [2], waitPoolOrdinals: [2]),
+        ]
+        plan.programs[0].atoms = [.wake(edge: 0, target: 2, rendezvous: 1)]
+        plan.programs[1].atoms = [.wake(edge: 1, target: 2, rendezvous: 1)]
+        plan.programs[2].atoms = [.wait(edge: 0, count: 1, recordedWake: 0), .run(nanoseconds: 10_000),
+                                  .wait(edge: 1, count: 1, recordedWake: 0)]
+        var options = ReplayOptions()
+        options.deliverToAnyPooledWait = anyWait
+        options.wakeSettleNanoseconds = 0
+        let engine = try ReplayEngine(plan: plan, options: options)
+        let shared = SharedState(programs: 3, edges: 2)
+        defer { shared.deallocate() }
+        let s1 = ThreadContext(engine: engine, shared: shared, program: 0)
+        let s2 = ThreadContext(engine: engine, shared: shared, program: 1)
+        let r = ThreadContext(engine: engine, shared: shared, program: 2)
+        final class Outcome: @unchecked Sendable {
+            let lock = NSLock()
+            var value: ThreadContext.BlockOutcome?
+        }
+        let result = Outcome()
+        let thread = Thread {
+            let (counter, target) = r.arrive(edge: 0, count: 1, order: .deferred)
+            let (outcome, _) = r.block(until: counter, reaches: target, giveUp: creplay_monotonic_ns() + 5_000_000_000,
+                                       myFutex: shared.futex(2), for: .wake)
+            result.lock.withLock { result.value = outcome }
+        }
+        thread.start()
+        while creplay_load32(shared.waiting(2)) != ThreadContext.BlockReason.wake.rawValue { sched_yield() }
+        let (armed2, ordinal2) = s2.armWords(edge: 1, rendezvous: 1)
+        #expect(ordinal2 == 2, "s2's wake ended r's second wait in the trace")
+        #expect(s2.deliverWhenBlocked(edge: 1, target: 2, armed: armed2, ordinal: ordinal2) == anyWait)
+        let (armed1, ordinal1) = s1.armWords(edge: 0, rendezvous: 1)
+        #expect(s1.deliverWhenBlocked(edge: 0, target: 2, armed: armed1, ordinal: ordinal1) == !anyWait,
+                anyWait ? "r's wait had its one wake already" : "r is blocked in the wait s1's wake ended")
+        #expect(creplay_load32(shared.poolCount(2)) == 1, "r's first wait got exactly one wake")
+        let giveUp = creplay_monotonic_ns() + 5_000_000_000
+        while result.lock.withLock({ result.value == nil }) && creplay_monotonic_ns() < giveUp { usleep(1_000) }
+        #expect(result.lock.withLock { result.value } == .reached)
+        #expect(s1.wakesIssued + s2.wakesIssued == 1)
+    }
+
     @Test func refusesTooManyThreads() {
         var options = ReplayOptions()
         options.maxThreads = 1

@@ -17,6 +17,8 @@ int creplay_futex_wake(uint32_t *word, int count);
 uint32_t creplay_load32(const uint32_t *word);
 uint32_t creplay_add32(uint32_t *word, uint32_t value);
 void creplay_store32(uint32_t *word, uint32_t value);
+/// Compare-and-swap: sets `word` to `desired` if it equals `expected`. Returns 1 when it did.
+int creplay_cas32(uint32_t *word, uint32_t expected, uint32_t desired);
 uint64_t creplay_load64(const uint64_t *word);
 void creplay_store64(uint64_t *word, uint64_t value);
 
