@@ -28,6 +28,19 @@ import TraceFormat
         return s.plan()
     }
 
+    /// Programs named `names` (no atoms yet) and edges of one wake each: (waker, wakee, the
+    /// wakee's pooled ordinal with that wake).
+    func handBuiltPlan(_ names: [String], edges: [(waker: Int, wakee: Int, ordinal: UInt32)]) -> ReplayPlan {
+        var plan = ReplayPlan()
+        for (i, name) in names.enumerated() {
+            plan.programs.append(TaskProgram(task: TaskIndex(i + 1), info: TaskInfo(tid: Int32(200 + i), tgid: Int32(200 + i), comm: name)))
+        }
+        plan.edges = edges.map {
+            WakeEdge(waker: $0.waker, wakee: $0.wakee, isSpawn: false, count: 1, waits: 1, poolOrdinals: [$0.ordinal], waitPoolOrdinals: [$0.ordinal])
+        }
+        return plan
+    }
+
     /// b runs 5 ms and sleeps; a timer wakes a at 6 ms, a wakes b and runs on for
     /// `wakerRunsOnFor` µs before it exits.
     func lateWakee(wakerRunsOnFor: UInt64) -> ReplayPlan {
@@ -313,15 +326,7 @@ import TraceFormat
         // it; w2 wakes r at once. Pooled, r takes w2's wake, runs, wakes w1, and w1's wake ends
         // r's second wait. Waiting for w1 in particular, r and w1 wait for each other until
         // the timeout.
-        var plan = ReplayPlan()
-        for (i, name) in ["w1", "w2", "r"].enumerated() {
-            plan.programs.append(TaskProgram(task: TaskIndex(i + 1), info: TaskInfo(tid: Int32(200 + i), tgid: Int32(200 + i), comm: name)))
-        }
-        plan.edges = [
-            WakeEdge(waker: 0, wakee: 2, isSpawn: false, count: 1, waits: 1, poolOrdinals: [1], waitPoolOrdinals: [1]),
-            WakeEdge(waker: 1, wakee: 2, isSpawn: false, count: 1, waits: 1, poolOrdinals: [2], waitPoolOrdinals: [2]),
-            WakeEdge(waker: 2, wakee: 0, isSpawn: false, count: 1, waits: 1, poolOrdinals: [1], waitPoolOrdinals: [1]),
-        ]
+        var plan = handBuiltPlan(["w1", "w2", "r"], edges: [(0, 2, 1), (1, 2, 2), (2, 0, 1)])
         plan.programs[0].atoms = [.wait(edge: 2, count: 1, recordedWake: 0), .wake(edge: 0, target: 2, rendezvous: 0)]
         plan.programs[1].atoms = [.wake(edge: 1, target: 2, rendezvous: 0)]
         plan.programs[2].atoms = [.wait(edge: 0, count: 1, recordedWake: 0), .run(nanoseconds: 100_000),
@@ -344,14 +349,7 @@ import TraceFormat
     /// second wait and s1's ends the first.
     @Test(arguments: [true, false])
     func aLateWakeeTakesADeferredPooledWakeInWhicheverWaitNeedsOne(anyWait: Bool) throws {
-        var plan = ReplayPlan()
-        for (i, name) in ["s1", "s2", "r"].enumerated() {
-            plan.programs.append(TaskProgram(task: TaskIndex(i + 1), info: TaskInfo(tid: Int32(300 + i), tgid: Int32(300 + i), comm: name)))
-        }
-        plan.edges = [
-            WakeEdge(waker: 0, wakee: 2, isSpawn: false, count: 1, waits: 1, poolOrdinals: [1], waitPoolOrdinals: [1]),
-            WakeEdge(waker: 1, wakee: 2, isSpawn: false, count: 1, waits: 1, poolOrdinals: [2], waitPoolOrdinals: [2]),
-        ]
+        var plan = handBuiltPlan(["s1", "s2", "r"], edges: [(0, 2, 1), (1, 2, 2)])
         plan.programs[0].atoms = [.wake(edge: 0, target: 2, rendezvous: 1)]
         plan.programs[1].atoms = [.wake(edge: 1, target: 2, rendezvous: 1)]
         plan.programs[2].atoms = [.wait(edge: 0, count: 1, recordedWake: 0), .run(nanoseconds: 10_000),
