@@ -888,10 +888,11 @@ final class ThreadContext: @unchecked Sendable {
     }
 
     /// A wait on `edge` whose wake came first: counted, and since the trace slept there, the
-    /// thread still blocks, as briefly as really blocks (a spawned thread's start is no sleep).
+    /// thread still blocks, as briefly as really blocks. A spawned thread's start is neither
+    /// a sleep nor a wakeup: not counted.
     func wakeCameFirst(edge: Int) {
-        waitsAlreadySatisfied += 1
         guard !engine.spawnEdges[edge] else { return }
+        waitsAlreadySatisfied += 1
         deliverPendingWakes()
         sleepBriefly()
     }
