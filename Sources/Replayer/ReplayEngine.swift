@@ -348,10 +348,10 @@ public final class ReplayEngine: @unchecked Sendable {
     }
 
     /// A pooled wake delivered only if its wakee is blocked in a wait (or, `handOffToo`,
-    /// yielding in a hand-off) that still needs a wake: the count goes up by compare-and-swap, so that two
-    /// wakers reaching one blocked wakee at once give it one wake, not two (the second would
-    /// satisfy a later wait before it is reached). `nil` when it was not delivered;
-    /// otherwise what `signalWake` returns.
+    /// yielding in a hand-off) that still needs a wake: the count goes up by
+    /// compare-and-swap, so that two wakers reaching one blocked wakee at once give it one
+    /// wake, not two (the second would satisfy a later wait before it is reached). `nil`
+    /// when it was not delivered; otherwise what `signalWake` returns.
     @inline(__always) func signalPooledWaitNeedingAWake(_ shared: SharedState, edge: Int, target: Int, handOffToo: Bool) -> UInt32?? {
         let waiting = creplay_load32(shared.waiting(target))
         guard waiting == ThreadContext.BlockReason.wake.rawValue || (handOffToo && waiting == ThreadContext.BlockReason.handOff.rawValue) else { return nil }
@@ -924,11 +924,7 @@ final class ThreadContext: @unchecked Sendable {
         // wakee (pipe-pingpong used 2.4 → 4.7 % more CPU than recorded, 18 replays each).
         let exact = isBlockedInItsWait(armed, ordinal, wakee: target)
         guard let owedBlock = engine.signalPooledWaitNeedingAWake(shared, edge: edge, target: target, handOffToo: exact) else { return false }
-        wakesIssued += 1
-        if let block = owedBlock {
-            owed.append((edge, target, block))
-            settlingWakes += 1
-        }
+        issued(edge: edge, target: target, owing: owedBlock)
         return true
     }
 
@@ -1029,8 +1025,13 @@ final class ThreadContext: @unchecked Sendable {
             _ = engine.signalWake(shared, edge: edge, target: target)
             return
         }
+        issued(edge: edge, target: target, owing: engine.signalWake(shared, edge: edge, target: target, settle: true))
+    }
+
+    /// Counts a wake this thread issued, and keeps it owed when its wakee was not asleep yet.
+    @inline(__always) func issued(edge: Int, target: Int, owing block: UInt32?) {
         wakesIssued += 1
-        if let block = engine.signalWake(shared, edge: edge, target: target, settle: true) {
+        if let block {
             owed.append((edge, target, block))
             settlingWakes += 1
         }
