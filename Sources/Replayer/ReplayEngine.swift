@@ -335,16 +335,22 @@ public final class ReplayEngine: @unchecked Sendable {
     /// counted, and the block it must still end is returned (the caller owes it a
     /// futex_wake: `wakeSleeper`).
     @inline(__always) func signalWake(_ shared: SharedState, edge: Int, target: Int, settle: Bool = false) -> UInt32? {
-        if pooledEdges[edge] {
-            creplay_store64(shared.poolTime(target), creplay_monotonic_ns())
-            creplay_store32(shared.poolCPU(target), UInt32(bitPattern: creplay_getcpu()))
-            _ = creplay_add32(shared.poolCount(target), 1)
-        } else {
-            creplay_store64(shared.edgeTime(edge), creplay_monotonic_ns())
-            creplay_store32(shared.edgeCPU(edge), UInt32(bitPattern: creplay_getcpu()))
-            _ = creplay_add32(shared.edgeCount(edge), 1)
-        }
+        stampWake(shared, edge: edge, target: target)
+        _ = creplay_add32(pooledEdges[edge] ? shared.poolCount(target) : shared.edgeCount(edge), 1)
         return wakeCounted(shared, edge: edge, target: target, settle: settle)
+    }
+
+    /// Where a wake on `edge` to `target` records when it was issued and from which CPU
+    /// (the wakee's pooled words, or the edge's), for the wakee's latency sample.
+    @inline(__always) func wakeStamp(_ shared: SharedState, edge: Int, target: Int) -> (time: UnsafeMutablePointer<UInt64>, cpu: UnsafeMutablePointer<UInt32>) {
+        pooledEdges[edge] ? (shared.poolTime(target), shared.poolCPU(target)) : (shared.edgeTime(edge), shared.edgeCPU(edge))
+    }
+
+    /// Records now and this CPU as when and where a wake on `edge` to `target` was issued.
+    @inline(__always) func stampWake(_ shared: SharedState, edge: Int, target: Int) {
+        let stamp = wakeStamp(shared, edge: edge, target: target)
+        creplay_store64(stamp.time, creplay_monotonic_ns())
+        creplay_store32(stamp.cpu, UInt32(bitPattern: creplay_getcpu()))
     }
 
     /// A pooled wake delivered only if its wakee is blocked in a wait (or, `handOffToo`,
@@ -359,8 +365,7 @@ public final class ReplayEngine: @unchecked Sendable {
         let needed = creplay_load32(shared.poolArmed(target))
         var c = creplay_load32(count)
         guard c < needed else { return nil }
-        creplay_store64(shared.poolTime(target), creplay_monotonic_ns())
-        creplay_store32(shared.poolCPU(target), UInt32(bitPattern: creplay_getcpu()))
+        stampWake(shared, edge: edge, target: target)
         while c < needed {
             if creplay_cas32(count, c, c &+ 1) != 0 {
                 return .some(wakeCounted(shared, edge: edge, target: target, settle: true))
@@ -391,7 +396,7 @@ public final class ReplayEngine: @unchecked Sendable {
         let now = creplay_monotonic_ns()
         if now < creplay_load64(shared.committedAt(target)) &+ options.wakeSettleNanoseconds { return false }
         // The latency it will measure starts at the futex_wake that really wakes it.
-        creplay_store64(pooledEdges[edge] ? shared.poolTime(target) : shared.edgeTime(edge), now)
+        creplay_store64(wakeStamp(shared, edge: edge, target: target).time, now)
         return creplay_futex_wake(shared.futex(target), 1) > 0
     }
 
@@ -713,9 +718,9 @@ final class ThreadContext: @unchecked Sendable {
                 if outcome == .reached {
                     if blocked && !engine.spawnEdges[edge] {
                         let now = creplay_monotonic_ns()
-                        let isPooled = pooled(edge)
-                        let issued = creplay_load64(isPooled ? shared.poolTime(program) : shared.edgeTime(edge))
-                        let cpu = creplay_load32(isPooled ? shared.poolCPU(program) : shared.edgeCPU(edge))
+                        let stamp = engine.wakeStamp(shared, edge: edge, target: program)
+                        let issued = creplay_load64(stamp.time)
+                        let cpu = creplay_load32(stamp.cpu)
                         let sameCPU = cpu == UInt32(bitPattern: creplay_getcpu())
                         let latency = now > issued ? now - issued : 0
                         wakeLatencies.append(min(latency, ~ThreadContext.sameCPUBit) | (sameCPU ? ThreadContext.sameCPUBit : 0))
