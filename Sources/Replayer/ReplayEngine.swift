@@ -964,8 +964,12 @@ final class ThreadContext: @unchecked Sendable {
     /// those waits before they are reached; waiting for the wakees here would cost this
     /// thread a sleep and a wakeup per late wakee, neither of which the trace has.
     func handOverPendingWakes() {
-        settleOwedWakes()
+        // Delivered first, then settled: a wake delivered here to a wakee that has only just
+        // committed is owed, and an owed wake left behind when this thread blocks or ends is
+        // lost (its wakee slept until its futex_wait's 1 s slice ran out: python-queue, one
+        // run in 5 to 10).
         deliverArmedWakes()
+        settleOwedWakes()
         if pending.isEmpty { return }
         let n = UInt32(pending.count)
         shared.handedOffLock.lock()

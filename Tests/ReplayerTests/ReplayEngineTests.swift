@@ -392,6 +392,48 @@ import TraceFormat
         #expect(s1.wakesIssued + s2.wakesIssued == 1)
     }
 
+    /// s hands its deferred wake over just as r has committed to block: delivered there, the
+    /// wake is owed (r may not be asleep yet), and s settles it before it leaves (here, with
+    /// a settle time longer than its retries, by giving up and bumping r's word). Settled
+    /// before that last delivery, the owed wake was left behind and r slept on.
+    @Test func aWakeDeliveredWhileHandingOverIsSettledBeforeTheWakerLeaves() throws {
+        var plan = handBuiltPlan(["s", "r"], edges: [(0, 1, 1)])
+        plan.programs[0].atoms = [.wake(edge: 0, target: 1, rendezvous: 1)]
+        plan.programs[1].atoms = [.wait(edge: 0, count: 1, recordedWake: 0)]
+        var options = ReplayOptions()
+        options.wakeSettleNanoseconds = 50_000_000
+        let engine = try ReplayEngine(plan: plan, options: options)
+        let shared = SharedState(programs: 2, edges: 1)
+        defer { shared.deallocate() }
+        let s = ThreadContext(engine: engine, shared: shared, program: 0)
+        let r = ThreadContext(engine: engine, shared: shared, program: 1)
+        final class Outcome: @unchecked Sendable {
+            let lock = NSLock()
+            var value: ThreadContext.BlockOutcome?
+        }
+        let result = Outcome()
+        let thread = Thread {
+            let (counter, target) = r.arrive(edge: 0, count: 1, order: .deferred)
+            let (outcome, _) = r.block(until: counter, reaches: target, giveUp: creplay_monotonic_ns() + 5_000_000_000,
+                                       myFutex: shared.futex(1), for: .wake)
+            result.lock.withLock { result.value = outcome }
+        }
+        thread.start()
+        while creplay_load32(shared.waiting(1)) != ThreadContext.BlockReason.wake.rawValue { sched_yield() }
+        let (armed, ordinal) = s.armWords(edge: 0, rendezvous: 1)
+        s.pending.append((0, 1, armed, ordinal))
+        let word = creplay_load32(shared.futex(1))
+        s.handOverPendingWakes()
+        #expect(s.wakesIssued == 1, "delivered by s itself, not handed to the coordinating thread")
+        #expect(shared.handedOff.isEmpty)
+        #expect(s.owed.isEmpty, "nothing left owed when s leaves")
+        #expect(s.unsettledWakes == 1, "r had not had its settle time: s gave up and bumped its word")
+        #expect(creplay_load32(shared.futex(1)) != word)
+        let giveUp = creplay_monotonic_ns() + 5_000_000_000
+        while result.lock.withLock({ result.value == nil }) && creplay_monotonic_ns() < giveUp { usleep(1_000) }
+        #expect(result.lock.withLock { result.value } == .reached)
+    }
+
     @Test func refusesTooManyThreads() {
         var options = ReplayOptions()
         options.maxThreads = 1
