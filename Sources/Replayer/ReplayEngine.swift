@@ -431,6 +431,7 @@ public final class ReplayEngine: @unchecked Sendable {
             counts.handOffsBlocked = (counts.handOffsBlocked ?? 0) + ctx.handOffsBlocked
             counts.wakesKeptUntilAsleep = (counts.wakesKeptUntilAsleep ?? 0) + ctx.settlingWakes
             counts.wakesNotKeptUntilAsleep = (counts.wakesNotKeptUntilAsleep ?? 0) + ctx.unsettledWakes
+            counts.wakesMissed = (counts.wakesMissed ?? 0) + ctx.wakesMissed
             end = max(end, ctx.endTime)
             for w in ctx.warnings { warnings.insert(w) }
             tasks.append(ReplayTaskResult(
@@ -606,6 +607,8 @@ final class ThreadContext: @unchecked Sendable {
     var timedSleeps: UInt64 = 0
     var lateTimedSleeps: UInt64 = 0
     var timedOutWaits: UInt64 = 0
+    /// Waits that found their wake only when their futex_wait timed out (`ReplayCounts.wakesMissed`).
+    var wakesMissed: UInt64 = 0
     var wakesIssued: UInt64 = 0
     /// Wakes held back until their wakee reached its wait (blocking the waker, or deferred).
     var heldWakes: UInt64 = 0
@@ -1023,7 +1026,16 @@ final class ThreadContext: @unchecked Sendable {
             if shared.isStopped { outcome = .stopped; break }
             let now = creplay_monotonic_ns()
             if now >= giveUp { outcome = .timedOut; break }
-            if creplay_futex_wait(myFutex, sequence, min(giveUp - now, 1_000_000_000)) == 0 { blocked = true }
+            let r = creplay_futex_wait(myFutex, sequence, min(giveUp - now, 1_000_000_000))
+            if r == 0 {
+                blocked = true
+            } else if r == -ETIMEDOUT && creplay_load32(counter) >= target {
+                // Slept until the timeout with its wake already counted: the wake's futex_wake
+                // never came. It did sleep (its latency sample says how long); counted, never
+                // hidden among the waits whose wake came first.
+                blocked = true
+                wakesMissed += 1
+            }
         }
         creplay_store32(waitingFlag, 0)
         return (outcome, blocked)

@@ -143,6 +143,10 @@ public struct ReplayCounts: Equatable, Sendable, Codable {
     /// wakee then did not sleep for it). Absent in older files.
     public var wakesKeptUntilAsleep: UInt64?
     public var wakesNotKeptUntilAsleep: UInt64?
+    /// Waits whose wake was counted but whose futex_wake never came: the thread found its
+    /// wake only when its futex_wait timed out (at most a second later). Should be 0 (a lost
+    /// wakeup in replayctl); absent in older files.
+    public var wakesMissed: UInt64?
 
     public init() {}
 }

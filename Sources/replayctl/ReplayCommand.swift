@@ -190,6 +190,7 @@ struct Replay: ParsableCommand {
             line += "  timer p50 \(micro(run.timerOvershoot.percentile(50))) p99 \(micro(run.timerOvershoot.percentile(99)))"
         }
         if run.counts.timedOutWaits > 0 { line += "  \(run.counts.timedOutWaits) WAITS TIMED OUT" }
+        if let missed = run.counts.wakesMissed, missed > 0 { line += "  \(missed) WAKES MISSED" }
         return line
     }
 
@@ -224,6 +225,7 @@ struct ReplaySummary {
             counts.handOffsBlocked = (counts.handOffsBlocked ?? 0) + (r.counts.handOffsBlocked ?? 0)
             counts.wakesKeptUntilAsleep = (counts.wakesKeptUntilAsleep ?? 0) + (r.counts.wakesKeptUntilAsleep ?? 0)
             counts.wakesNotKeptUntilAsleep = (counts.wakesNotKeptUntilAsleep ?? 0) + (r.counts.wakesNotKeptUntilAsleep ?? 0)
+            counts.wakesMissed = (counts.wakesMissed ?? 0) + (r.counts.wakesMissed ?? 0)
         }
         var lines: [String] = []
         func table(_ title: String, _ h: LatencyHistogram) {
@@ -278,6 +280,9 @@ struct ReplaySummary {
         }
         if let kept = counts.wakesKeptUntilAsleep, kept > 0 {
             lines.append("Wakes kept until their wakee, committed to block, was asleep: \(kept) (\(counts.wakesNotKeptUntilAsleep ?? 0) given up)")
+        }
+        if let missed = counts.wakesMissed, missed > 0 {
+            lines.append("Wakes missed (a wait found its wake only when its futex_wait timed out, up to 1 s late; a lost wakeup in replayctl, please report it with the trace): \(missed)")
         }
         let yielded = counts.handOffsYielded ?? 0, blocked = counts.handOffsBlocked ?? 0
         if yielded + blocked > 0 {

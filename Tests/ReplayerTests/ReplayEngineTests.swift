@@ -434,6 +434,38 @@ import TraceFormat
         #expect(result.lock.withLock { result.value } == .reached)
     }
 
+    /// A wake counted without its futex_wake (the bug of an owed wake left behind) is found
+    /// when the wait's futex_wait times out: counted as missed, and as a block (it slept),
+    /// not as a wait whose wake came first.
+    @Test func aWakeCountedWithoutItsFutexWakeIsCountedAsMissed() throws {
+        let plan = handBuiltPlan(["s", "r"], edges: [(0, 1, 1)])
+        let engine = try ReplayEngine(plan: plan)
+        let shared = SharedState(programs: 2, edges: 1)
+        defer { shared.deallocate() }
+        let r = ThreadContext(engine: engine, shared: shared, program: 1)
+        final class Outcome: @unchecked Sendable {
+            let lock = NSLock()
+            var value: (outcome: ThreadContext.BlockOutcome, blocked: Bool)?
+        }
+        let result = Outcome()
+        let thread = Thread {
+            let (counter, target) = r.arrive(edge: 0, count: 1, order: .deferred)
+            let v = r.block(until: counter, reaches: target, giveUp: creplay_monotonic_ns() + 200_000_000,
+                            myFutex: shared.futex(1), for: .wake)
+            result.lock.withLock { result.value = v }
+        }
+        thread.start()
+        while creplay_load32(shared.waiting(1)) != ThreadContext.BlockReason.wake.rawValue { sched_yield() }
+        usleep(10_000)
+        _ = creplay_add32(shared.poolCount(1), 1)  // counted, never futex-woken
+        let giveUp = creplay_monotonic_ns() + 5_000_000_000
+        while result.lock.withLock({ result.value == nil }) && creplay_monotonic_ns() < giveUp { usleep(1_000) }
+        let v = try #require(result.lock.withLock { result.value })
+        #expect(v.outcome == .reached)
+        #expect(v.blocked)
+        #expect(r.wakesMissed == 1)
+    }
+
     @Test func refusesTooManyThreads() {
         var options = ReplayOptions()
         options.maxThreads = 1

@@ -81,6 +81,7 @@ func bareSleepCycleCPU() -> UInt64 {
         // Every wake of the trace (hand-offs included) is issued, and every wait is satisfied by one.
         #expect(run.counts.wakes == UInt64(wakes))
         #expect(run.counts.timedOutWaits == 0)
+        #expect(run.counts.wakesMissed == 0, "every counted wake woke its wakee")
         let waits = plan.programs.reduce(0) { $0 + $1.waitCount }
         let handOffs = (run.counts.handOffsYielded ?? 0) + (run.counts.handOffsBlocked ?? 0)
         // A spawned thread's start (a wait for its fork) is neither a block nor a wake that came first.
