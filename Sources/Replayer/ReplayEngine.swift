@@ -969,8 +969,8 @@ final class ThreadContext: @unchecked Sendable {
     func handOverPendingWakes() {
         // Delivered first, then settled: a wake delivered here to a wakee that has only just
         // committed is owed, and an owed wake left behind when this thread blocks or ends is
-        // lost (its wakee slept until its futex_wait's 1 s slice ran out: python-queue, one
-        // run in 5 to 10).
+        // lost (its wakee slept until its futex_wait's 1 s slice ran out: 4 of 18
+        // python-queue runs).
         deliverArmedWakes()
         settleOwedWakes()
         if pending.isEmpty { return }
