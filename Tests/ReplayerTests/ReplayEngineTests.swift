@@ -41,6 +41,33 @@ import TraceFormat
         return plan
     }
 
+    /// A thread in which `context` reaches its first wait on `edge` and blocks in it; created
+    /// once it has committed to block (its waiting flag is set).
+    final class BlockedInItsFirstWait: @unchecked Sendable {
+        let context: ThreadContext
+        private let lock = NSLock()
+        private var value: (outcome: ThreadContext.BlockOutcome, blocked: Bool)?
+
+        init(_ context: ThreadContext, edge: Int, giveUpAfter: UInt64 = 5_000_000_000) {
+            self.context = context
+            let shared = context.shared, program = context.program
+            Thread { [self] in
+                let (counter, target) = context.arrive(edge: edge, count: 1, order: .deferred)
+                let v = context.block(until: counter, reaches: target, giveUp: creplay_monotonic_ns() + giveUpAfter,
+                                      myFutex: shared.futex(program), for: .wake)
+                lock.withLock { value = v }
+            }.start()
+            while creplay_load32(shared.waiting(program)) != ThreadContext.BlockReason.wake.rawValue { sched_yield() }
+        }
+
+        /// How the block ended, waiting up to 5 s for it (nil if it has not).
+        func result() -> (outcome: ThreadContext.BlockOutcome, blocked: Bool)? {
+            let giveUp = creplay_monotonic_ns() + 5_000_000_000
+            while lock.withLock({ value == nil }) && creplay_monotonic_ns() < giveUp { usleep(1_000) }
+            return lock.withLock { value }
+        }
+    }
+
     /// b runs 5 ms and sleeps; a timer wakes a at 6 ms, a wakes b and runs on for
     /// `wakerRunsOnFor` µs before it exits.
     func lateWakee(wakerRunsOnFor: UInt64) -> ReplayPlan {
@@ -365,20 +392,7 @@ import TraceFormat
         defer { shared.deallocate() }
         let s1 = ThreadContext(engine: engine, shared: shared, program: 0)
         let s2 = ThreadContext(engine: engine, shared: shared, program: 1)
-        let r = ThreadContext(engine: engine, shared: shared, program: 2)
-        final class Outcome: @unchecked Sendable {
-            let lock = NSLock()
-            var value: ThreadContext.BlockOutcome?
-        }
-        let result = Outcome()
-        let thread = Thread {
-            let (counter, target) = r.arrive(edge: 0, count: 1, order: .deferred)
-            let (outcome, _) = r.block(until: counter, reaches: target, giveUp: creplay_monotonic_ns() + 5_000_000_000,
-                                       myFutex: shared.futex(2), for: .wake)
-            result.lock.withLock { result.value = outcome }
-        }
-        thread.start()
-        while creplay_load32(shared.waiting(2)) != ThreadContext.BlockReason.wake.rawValue { sched_yield() }
+        let r = BlockedInItsFirstWait(ThreadContext(engine: engine, shared: shared, program: 2), edge: 0)
         let (armed2, ordinal2) = s2.armWords(edge: 1, rendezvous: 1)
         #expect(ordinal2 == 2, "s2's wake ended r's second wait in the trace")
         #expect(s2.deliverWhenBlocked(edge: 1, target: 2, armed: armed2, ordinal: ordinal2) == anyWait)
@@ -386,9 +400,7 @@ import TraceFormat
         #expect(s1.deliverWhenBlocked(edge: 0, target: 2, armed: armed1, ordinal: ordinal1) == !anyWait,
                 anyWait ? "r's wait had its one wake already" : "r is blocked in the wait s1's wake ended")
         #expect(creplay_load32(shared.poolCount(2)) == 1, "r's first wait got exactly one wake")
-        let giveUp = creplay_monotonic_ns() + 5_000_000_000
-        while result.lock.withLock({ result.value == nil }) && creplay_monotonic_ns() < giveUp { usleep(1_000) }
-        #expect(result.lock.withLock { result.value } == .reached)
+        #expect(r.result()?.outcome == .reached)
         #expect(s1.wakesIssued + s2.wakesIssued == 1)
     }
 
@@ -406,20 +418,7 @@ import TraceFormat
         let shared = SharedState(programs: 2, edges: 1)
         defer { shared.deallocate() }
         let s = ThreadContext(engine: engine, shared: shared, program: 0)
-        let r = ThreadContext(engine: engine, shared: shared, program: 1)
-        final class Outcome: @unchecked Sendable {
-            let lock = NSLock()
-            var value: ThreadContext.BlockOutcome?
-        }
-        let result = Outcome()
-        let thread = Thread {
-            let (counter, target) = r.arrive(edge: 0, count: 1, order: .deferred)
-            let (outcome, _) = r.block(until: counter, reaches: target, giveUp: creplay_monotonic_ns() + 5_000_000_000,
-                                       myFutex: shared.futex(1), for: .wake)
-            result.lock.withLock { result.value = outcome }
-        }
-        thread.start()
-        while creplay_load32(shared.waiting(1)) != ThreadContext.BlockReason.wake.rawValue { sched_yield() }
+        let r = BlockedInItsFirstWait(ThreadContext(engine: engine, shared: shared, program: 1), edge: 0)
         let (armed, ordinal) = s.armWords(edge: 0, rendezvous: 1)
         s.pending.append((0, 1, armed, ordinal))
         let word = creplay_load32(shared.futex(1))
@@ -429,9 +428,7 @@ import TraceFormat
         #expect(s.owed.isEmpty, "nothing left owed when s leaves")
         #expect(s.unsettledWakes == 1, "r had not had its settle time: s gave up and bumped its word")
         #expect(creplay_load32(shared.futex(1)) != word)
-        let giveUp = creplay_monotonic_ns() + 5_000_000_000
-        while result.lock.withLock({ result.value == nil }) && creplay_monotonic_ns() < giveUp { usleep(1_000) }
-        #expect(result.lock.withLock { result.value } == .reached)
+        #expect(r.result()?.outcome == .reached)
     }
 
     /// A wake counted without its futex_wake (the bug of an owed wake left behind) is found
@@ -442,28 +439,13 @@ import TraceFormat
         let engine = try ReplayEngine(plan: plan)
         let shared = SharedState(programs: 2, edges: 1)
         defer { shared.deallocate() }
-        let r = ThreadContext(engine: engine, shared: shared, program: 1)
-        final class Outcome: @unchecked Sendable {
-            let lock = NSLock()
-            var value: (outcome: ThreadContext.BlockOutcome, blocked: Bool)?
-        }
-        let result = Outcome()
-        let thread = Thread {
-            let (counter, target) = r.arrive(edge: 0, count: 1, order: .deferred)
-            let v = r.block(until: counter, reaches: target, giveUp: creplay_monotonic_ns() + 200_000_000,
-                            myFutex: shared.futex(1), for: .wake)
-            result.lock.withLock { result.value = v }
-        }
-        thread.start()
-        while creplay_load32(shared.waiting(1)) != ThreadContext.BlockReason.wake.rawValue { sched_yield() }
+        let r = BlockedInItsFirstWait(ThreadContext(engine: engine, shared: shared, program: 1), edge: 0, giveUpAfter: 200_000_000)
         usleep(10_000)
         _ = creplay_add32(shared.poolCount(1), 1)  // counted, never futex-woken
-        let giveUp = creplay_monotonic_ns() + 5_000_000_000
-        while result.lock.withLock({ result.value == nil }) && creplay_monotonic_ns() < giveUp { usleep(1_000) }
-        let v = try #require(result.lock.withLock { result.value })
+        let v = try #require(r.result())
         #expect(v.outcome == .reached)
         #expect(v.blocked)
-        #expect(r.wakesMissed == 1)
+        #expect(r.context.wakesMissed == 1)
     }
 
     @Test func refusesTooManyThreads() {
