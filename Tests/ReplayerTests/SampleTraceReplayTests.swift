@@ -77,6 +77,7 @@ func bareSleepCycleCPU() -> UInt64 {
         let plan = try samplePlan("messaging.rpl")
         #expect(plan.programs.count >= 80)
         let wakes = plan.programs.reduce(0) { $0 + $1.wakeCount }
+        let cycleBefore = bareSleepCycleCPU()
         let run = try ReplayEngine(plan: plan).run(index: 0, warmup: false).run
         // Every wake of the trace (hand-offs included) is issued, and every wait is satisfied by one.
         #expect(run.counts.wakes == UInt64(wakes))
@@ -97,7 +98,10 @@ func bareSleepCycleCPU() -> UInt64 {
         // retries when it must settle the wake before blocking itself, the whole hold spin when
         // it then gives up (+9.0 % once under a full `swift test`, 2.8 ms over a bound without
         // them; alone, 230–470 kept and 17–31 given up per run).
-        let cycle = Double(bareSleepCycleCPU())
+        // The cost of a sleep cycle during the replay, measured before and after it: the
+        // larger (under the parallel suite it moves within seconds: over by 5 % of the
+        // allowance once with the cost measured after only, 2026-12-04).
+        let cycle = Double(max(cycleBefore, bareSleepCycleCPU()))
         let briefBlocks = Double(run.counts.waitsAlreadySatisfied)
         let options = ReplayOptions()
         let settling = Double(run.counts.wakesKeptUntilAsleep ?? 0) * Double(options.wakeSettleNanoseconds)
