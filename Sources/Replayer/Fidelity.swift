@@ -19,6 +19,16 @@ public struct FidelityReport: Codable, Sendable {
         public var sleepError: Double
         public var originalWakeups: Int
         public var replayWakeups: Int
+        /// Mean time from its wakeup to running (kernel-side wakeup latency), in each
+        /// recording; nil without samples or in older reports.
+        public var originalWakeupLatencyMean: UInt64? = nil
+        public var replayWakeupLatencyMean: UInt64? = nil
+        /// Of its task-to-task wakeups by matched tasks, the share after which it ran on its
+        /// waker's CPU, in each recording (the report's `…SameCPUWakeupShare`, per wakee): a
+        /// task the kernel placed otherwise in the replay waits otherwise for a CPU. nil
+        /// without such wakeups or in older reports.
+        public var originalSameCPUWakeupShare: Double? = nil
+        public var replaySameCPUWakeupShare: Double? = nil
     }
 
     /// One waker → wakee pair: its task-context wakeups in each recording (replay tids
@@ -120,6 +130,8 @@ struct TraceFigures {
     /// those where it ran on its waker's CPU.
     var placedWakeups = 0
     var sameCPUWakeups = 0
+    /// The same per wakee tid: (placed, on its waker's CPU).
+    var placementByTid: [Int32: (placed: Int, sameCPU: Int)] = [:]
     var firstActivity: [Int32: UInt64]
     var lastActivity: [Int32: UInt64]
 
@@ -135,10 +147,16 @@ struct TraceFigures {
         // Task-to-task wakes not followed by a run of their wakee yet: the waker's CPU.
         var pendingWakerCPU: [Int: CPU] = [:]
         var placed = 0, sameCPU = 0
+        var placementByTid: [Int32: (placed: Int, sameCPU: Int)] = [:]
+        let tidOfTask = tidOf
         func placedOn(_ task: Int, _ cpu: CPU) {
             guard let w = pendingWakerCPU.removeValue(forKey: task) else { return }
             placed += 1
-            if w == cpu { sameCPU += 1 }
+            placementByTid[tidOfTask[task], default: (0, 0)].placed += 1
+            if w == cpu {
+                sameCPU += 1
+                placementByTid[tidOfTask[task], default: (0, 0)].sameCPU += 1
+            }
         }
         var outside = 0
         var first: [Int32: UInt64] = [:], last: [Int32: UInt64] = [:]
@@ -204,6 +222,7 @@ struct TraceFigures {
         self.edges = edges
         placedWakeups = placed
         sameCPUWakeups = sameCPU
+        self.placementByTid = placementByTid
         wakeupsFromOutside = outside
         self.latencies = latencies
         firstActivity = first
@@ -252,6 +271,14 @@ extension FidelityReport {
             return out
         }
         let oTasks = byTid(o), rTasks = byTid(r)
+        func meanLatency(_ f: TraceFigures, _ tid: Int32) -> UInt64? {
+            guard let l = f.latencies[tid], !l.isEmpty else { return nil }
+            return UInt64(l.reduce(0.0) { $0 + Double($1) } / Double(l.count))
+        }
+        func sameCPUShare(_ f: TraceFigures, _ tid: Int32) -> Double? {
+            guard let p = f.placementByTid[tid], p.placed > 0 else { return nil }
+            return Double(p.sameCPU) / Double(p.placed)
+        }
         let commOf = Dictionary(o.tidOf.enumerated().map { ($0.element, o.comm[$0.offset]) }, uniquingKeysWith: { a, _ in a })
         var tasks: [Task] = []
         var cpuDiff = 0.0, cpuTotal = 0.0, sleepDiff = 0.0, sleepTotal = 0.0
@@ -274,7 +301,9 @@ extension FidelityReport {
                 cpuError: cpuA > 0 ? (Double(cpuB) - Double(cpuA)) / Double(cpuA) : 0,
                 originalSleeps: a.sleeps, replaySleeps: b.sleeps,
                 sleepError: a.sleeps > 0 ? (Double(b.sleeps) - Double(a.sleeps)) / Double(a.sleeps) : 0,
-                originalWakeups: a.wakeups, replayWakeups: b.wakeups))
+                originalWakeups: a.wakeups, replayWakeups: b.wakeups,
+                originalWakeupLatencyMean: meanLatency(o, ot), replayWakeupLatencyMean: meanLatency(r, rt),
+                originalSameCPUWakeupShare: sameCPUShare(o, ot), replaySameCPUWakeupShare: sameCPUShare(r, rt)))
         }
         // Edges in replay tids, translated back to original tids.
         let back = Dictionary(pairs.map { ($0.1, $0.0) }, uniquingKeysWith: { a, _ in a })

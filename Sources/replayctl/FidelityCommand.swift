@@ -90,13 +90,20 @@ struct Fidelity: ParsableCommand {
             print("  wakeup latency p50 / p99:           original \(micro(report.originalWakeupLatencyP50)) / \(micro(report.originalWakeupLatencyP99)), "
                   + "replay \(micro(report.replayWakeupLatencyP50)) / \(micro(report.replayWakeupLatencyP99)); KS distance \(String(format: "%.3f", report.wakeupLatencyKS))")
             print("")
+            // Per task also its mean wait from wakeup to running and how often it ran on its
+            // waker's CPU: where the kernel placed a task otherwise, it waited otherwise.
             print(pad("TID", 8) + pad("REPLAY", 8) + "  " + pad("COMM", 16, left: true) + pad("CPU(ms)", 10) + pad("REPLAY", 10)
-                  + pad("ERR", 8) + pad("SLEEPS", 8) + pad("REPLAY", 8))
+                  + pad("ERR", 8) + pad("SLEEPS", 8) + pad("REPLAY", 8) + pad("LAT(µs)", 9) + pad("REPLAY", 9)
+                  + pad("SAMECPU", 9) + pad("REPLAY", 8))
+            func mean(_ v: UInt64?) -> String { v.map { String(format: "%.1f", Double($0) / 1e3) } ?? "-" }
+            func share(_ v: Double?) -> String { v.map { String(format: "%.0f%%", $0 * 100) } ?? "-" }
             for t in limit > 0 ? Array(report.tasks.prefix(limit)) : report.tasks {
                 print(pad("\(t.originalTid)", 8) + pad("\(t.replayTid)", 8) + "  " + pad(t.comm, 16, left: true)
                       + pad(String(format: "%.3f", Double(t.originalCPUNanoseconds) / 1e6), 10)
                       + pad(String(format: "%.3f", Double(t.replayCPUNanoseconds) / 1e6), 10)
-                      + pad(String(format: "%+.1f%%", t.cpuError * 100), 8) + pad("\(t.originalSleeps)", 8) + pad("\(t.replaySleeps)", 8))
+                      + pad(String(format: "%+.1f%%", t.cpuError * 100), 8) + pad("\(t.originalSleeps)", 8) + pad("\(t.replaySleeps)", 8)
+                      + pad(mean(t.originalWakeupLatencyMean), 9) + pad(mean(t.replayWakeupLatencyMean), 9)
+                      + pad(share(t.originalSameCPUWakeupShare), 9) + pad(share(t.replaySameCPUWakeupShare), 8))
             }
             let differing = (report.edges ?? []).filter { $0.originalWakeups != $0.replayWakeups }
             if !differing.isEmpty {

@@ -47,5 +47,17 @@ import TraceFormat
         #expect(report.replaySameCPUWakeupShare == 0)
         let itself = try FidelityReport.compute(originalPath: original, replayPath: original, map: map)
         #expect(itself.replaySameCPUWakeupShare == 0.4)
+        // Per wakee: b was woken ten times by a, a never by a task.
+        let b = try #require(report.tasks.first { $0.originalTid == 102 })
+        #expect(b.originalSameCPUWakeupShare == 0.4 && b.replaySameCPUWakeupShare == 0)
+        #expect(b.originalWakeupLatencyMean != nil && b.replayWakeupLatencyMean != nil)
+        let a = try #require(report.tasks.first { $0.originalTid == 101 })
+        #expect(a.originalSameCPUWakeupShare == nil && a.originalWakeupLatencyMean == nil)
+        // Every wake preempting its waker: b ran 1 µs after each.
+        let allSame = dir.appendingPathComponent("s.rpl").path
+        try write(allSame, cycles: 10, sameCPU: 10)
+        let same = try FidelityReport.compute(originalPath: allSame, replayPath: allSame, map: map)
+        let bSame = try #require(same.tasks.first { $0.originalTid == 102 })
+        #expect(bSame.originalWakeupLatencyMean == 1_000 && bSame.originalSameCPUWakeupShare == 1)
     }
 }
