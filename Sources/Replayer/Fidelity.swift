@@ -128,8 +128,8 @@ struct TraceFigures {
     var latencies: [Int32: [UInt64]]
     /// Task-to-task wakeups among the selected tasks whose wakee was seen running next, and
     /// those where it ran on its waker's CPU.
-    var placedWakeups = 0
-    var sameCPUWakeups = 0
+    var placedWakeups: Int { placementByTid.values.reduce(0) { $0 + $1.placed } }
+    var sameCPUWakeups: Int { placementByTid.values.reduce(0) { $0 + $1.sameCPU } }
     /// The same per wakee tid: (placed, on its waker's CPU).
     var placementByTid: [Int32: (placed: Int, sameCPU: Int)] = [:]
     var firstActivity: [Int32: UInt64]
@@ -146,22 +146,16 @@ struct TraceFigures {
         var pendingWake: [Int: UInt64] = [:]
         // Task-to-task wakes not followed by a run of their wakee yet: the waker's CPU.
         var pendingWakerCPU: [Int: CPU] = [:]
-        var placed = 0, sameCPU = 0
         var placementByTid: [Int32: (placed: Int, sameCPU: Int)] = [:]
-        let tidOfTask = tidOf
+        let tidOf = self.tidOf
         func placedOn(_ task: Int, _ cpu: CPU) {
             guard let w = pendingWakerCPU.removeValue(forKey: task) else { return }
-            placed += 1
-            placementByTid[tidOfTask[task], default: (0, 0)].placed += 1
-            if w == cpu {
-                sameCPU += 1
-                placementByTid[tidOfTask[task], default: (0, 0)].sameCPU += 1
-            }
+            placementByTid[tidOf[task], default: (0, 0)].placed += 1
+            if w == cpu { placementByTid[tidOf[task], default: (0, 0)].sameCPU += 1 }
         }
         var outside = 0
         var first: [Int32: UInt64] = [:], last: [Int32: UInt64] = [:]
         var tracker = RunTracker(taskCount: reader.tasks.count)
-        let tidOf = self.tidOf
         func touch(_ t: TaskIndex, _ time: UInt64) {
             let tid = tidOf[t.intValue]
             guard tids.contains(tid) else { return }
@@ -220,8 +214,6 @@ struct TraceFigures {
         }
         summary = builder.finish()
         self.edges = edges
-        placedWakeups = placed
-        sameCPUWakeups = sameCPU
         self.placementByTid = placementByTid
         wakeupsFromOutside = outside
         self.latencies = latencies

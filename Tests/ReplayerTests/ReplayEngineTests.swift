@@ -60,6 +60,9 @@ import TraceFormat
             while creplay_load32(shared.waiting(program)) != ThreadContext.BlockReason.wake.rawValue { sched_yield() }
         }
 
+        /// Whether the block has ended.
+        var hasEnded: Bool { lock.withLock { value != nil } }
+
         /// How the block ended, waiting up to 5 s for it (nil if it has not).
         func result() -> (outcome: ThreadContext.BlockOutcome, blocked: Bool)? {
             let giveUp = creplay_monotonic_ns() + 5_000_000_000
@@ -317,30 +320,15 @@ import TraceFormat
         let engine = try ReplayEngine(plan: lateWakee(wakerRunsOnFor: 1), options: options)
         let shared = SharedState(programs: 2, edges: engine.plan.edges.count)
         defer { shared.deallocate() }
-        let b = ThreadContext(engine: engine, shared: shared, program: 1)
-        let (counter, target, _) = b.waitWords(edge: 0, count: 1)
-        final class Outcome: @unchecked Sendable {
-            let lock = NSLock()
-            var value: (outcome: ThreadContext.BlockOutcome, blocked: Bool)?
-            var done: Bool { lock.withLock { value != nil } }
-        }
-        let result = Outcome()
-        let thread = Thread {
-            let (counter, target, _) = b.waitWords(edge: 0, count: 1)
-            let r = b.block(until: counter, reaches: target, giveUp: creplay_monotonic_ns() + 5_000_000_000,
-                            myFutex: shared.futex(1), for: .wake)
-            result.lock.withLock { result.value = r }
-        }
-        thread.start()
-        while creplay_load32(shared.waiting(1)) != ThreadContext.BlockReason.wake.rawValue { sched_yield() }
+        let b = BlockedInItsFirstWait(ThreadContext(engine: engine, shared: shared, program: 1), edge: 0)
+        let (counter, target, _) = b.context.waitWords(edge: 0, count: 1)
         let owed = try #require(engine.signalWake(shared, edge: 0, target: 1, settle: true), "b had just committed: the wake is kept")
         #expect(creplay_load32(counter) >= target, "the wake is counted")
         usleep(20_000)
-        #expect(!result.done, "b is still asleep: its futex word was not bumped")
+        #expect(!b.hasEnded, "b is still asleep: its futex word was not bumped")
         let giveUp = creplay_monotonic_ns() + 5_000_000_000
         while !engine.wakeSleeper(shared, edge: 0, target: 1, block: owed) && creplay_monotonic_ns() < giveUp { usleep(1_000) }
-        while !result.done && creplay_monotonic_ns() < giveUp { usleep(1_000) }
-        let r = try #require(result.lock.withLock { result.value })
+        let r = try #require(b.result())
         #expect(r.outcome == .reached)
         #expect(r.blocked, "b slept, and the kept wake woke it")
         // b has left that block: nothing is owed any more.
