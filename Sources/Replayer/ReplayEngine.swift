@@ -407,6 +407,7 @@ public final class ReplayEngine: @unchecked Sendable {
         counts.unmatchedWaits = UInt64(plan.unmatchedWaits)
         // Deferred wakes their waker handed to the coordinating thread, delivered by it.
         counts.wakes = handedOffWakes
+        counts.wakesFromCoordinator = handedOffWakes
         var tasks: [ReplayTaskResult] = []
         var end = start
         var warnings = Set<String>()

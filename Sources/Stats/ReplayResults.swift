@@ -147,6 +147,10 @@ public struct ReplayCounts: Equatable, Sendable, Codable {
     /// wake only when its futex_wait timed out (at most a second later). Should be 0 (a lost
     /// wakeup in replayctl); absent in older files.
     public var wakesMissed: UInt64?
+    /// Deferred wakes their waker could not keep (it had to block, sleep or end first) and
+    /// the coordinating thread delivered when their wakee reached its wait: the kernel sees
+    /// that thread, not the trace's waker, wake it. Absent in older files.
+    public var wakesFromCoordinator: UInt64?
 
     public init() {}
 }

@@ -226,6 +226,7 @@ struct ReplaySummary {
             counts.wakesKeptUntilAsleep = (counts.wakesKeptUntilAsleep ?? 0) + (r.counts.wakesKeptUntilAsleep ?? 0)
             counts.wakesNotKeptUntilAsleep = (counts.wakesNotKeptUntilAsleep ?? 0) + (r.counts.wakesNotKeptUntilAsleep ?? 0)
             counts.wakesMissed = (counts.wakesMissed ?? 0) + (r.counts.wakesMissed ?? 0)
+            counts.wakesFromCoordinator = (counts.wakesFromCoordinator ?? 0) + (r.counts.wakesFromCoordinator ?? 0)
         }
         var lines: [String] = []
         func table(_ title: String, _ h: LatencyHistogram) {
@@ -277,6 +278,10 @@ struct ReplaySummary {
         }
         if let held = counts.heldWakes, held > 0 {
             lines.append("Wakes that reached their wakee before its sleep (held or deferred until it got there): \(held)")
+        }
+        if let coordinated = counts.wakesFromCoordinator, coordinated > 0 {
+            lines.append("Of those, delivered by the coordinating thread (their waker had to block, sleep or end first; "
+                         + "the kernel sees a wakeup from outside the replayed tasks): \(coordinated)")
         }
         if let kept = counts.wakesKeptUntilAsleep, kept > 0 {
             lines.append("Wakes kept until their wakee, committed to block, was asleep: \(kept) (\(counts.wakesNotKeptUntilAsleep ?? 0) given up)")

@@ -282,6 +282,8 @@ import TraceFormat
         #expect(held.counts.timedOutWaits == 0, "the wake reached b")
         #expect(held.counts.waitsAlreadySatisfied + held.wakeupLatency.count == 1)
         #expect(held.makespanNanoseconds >= 15_000_000)
+        // Deferred, a ends 9 ms before b gets there: the coordinating thread delivers it.
+        #expect(held.counts.wakesFromCoordinator == (order == .deferred ? 1 : 0))
         options.wakeOrder = .free
         let free = try ReplayEngine(plan: plan, options: options).run(index: 0, warmup: false).run
         #expect(free.counts.heldWakes == 0)
@@ -302,6 +304,7 @@ import TraceFormat
         let run = try ReplayEngine(plan: lateWakee(wakerRunsOnFor: 10_000), options: options).run(index: 0, warmup: false).run
         #expect(run.counts.heldWakes == 1)
         #expect(run.counts.timedOutWaits == 0)
+        #expect(run.counts.wakesFromCoordinator == 0, "a delivered it itself")
         #expect(run.counts.waitsAlreadySatisfied + run.wakeupLatency.count == 1)
         if run.wakeupLatency.count == 1 {
             #expect(run.wakeupLatency.percentile(100) < 15_000_000, "delivered by a's polling, not at its end")
