@@ -36,6 +36,11 @@ public struct ReplayOptions: Sendable {
     /// about to reach its wait, before deferring the wake or, when it must block itself,
     /// before delivering its deferred wakes early.
     public var holdSpinNanoseconds: UInt64 = 20_000
+    /// With `.deferred`: how long a thread about to block for a wake from a task it still
+    /// holds a deferred wake for spins (yielding) for that task to reach its wait, so that it
+    /// wakes it itself rather than leave the wake to the coordinating thread (docs/replay.md,
+    /// "Wake order").
+    public var wakeeSpinNanoseconds: UInt64 = 1_000_000
     /// How long a hand-off yields the CPU for its wake before it blocks (the wakee's run,
     /// recorded between the preemption and its block, plus a margin).
     public var handOffSpinNanoseconds: UInt64 = 50_000
@@ -718,7 +723,7 @@ final class ThreadContext: @unchecked Sendable {
                     wakeCameFirst(edge: edge)
                     continue
                 }
-                let (outcome, blocked) = blockForWake(counter, target, recordedWake: start.adding(saturating: recordedWake), myFutex: myFutex)
+                let (outcome, blocked) = blockForWake(counter, target, edge: edge, recordedWake: start.adding(saturating: recordedWake), myFutex: myFutex)
                 if outcome == .reached {
                     if blocked && !engine.spawnEdges[edge] {
                         let now = creplay_monotonic_ns()
@@ -749,7 +754,7 @@ final class ThreadContext: @unchecked Sendable {
                     handOffsYielded += 1
                     continue
                 }
-                _ = blockForWake(counter, target, recordedWake: start.adding(saturating: recordedWake), myFutex: myFutex)
+                _ = blockForWake(counter, target, edge: edge, recordedWake: start.adding(saturating: recordedWake), myFutex: myFutex)
                 handOffsBlocked += 1
             case let .sleepUntil(offset, _):
                 let deadline = start.adding(saturating: offset)
@@ -830,13 +835,32 @@ final class ThreadContext: @unchecked Sendable {
     /// Delivers this thread's deferred wakes, then blocks until `counter` reaches `target`.
     /// Long recorded waits are legitimate: the timeout counts from the recorded wake time
     /// (`recordedWake`, CLOCK_MONOTONIC of the replay). A timeout is counted.
-    func blockForWake(_ counter: UnsafeMutablePointer<UInt32>, _ target: UInt32, recordedWake: UInt64,
+    func blockForWake(_ counter: UnsafeMutablePointer<UInt32>, _ target: UInt32, edge: Int, recordedWake: UInt64,
                       myFutex: UnsafeMutablePointer<UInt32>) -> (outcome: BlockOutcome, blocked: Bool) {
+        awaitWakeeThatWakesMe(edge: edge, counter: counter, target: target)
         deliverPendingWakes()
         let giveUp = max(creplay_monotonic_ns(), recordedWake).adding(saturating: engine.options.waitTimeoutNanoseconds)
         let result = block(until: counter, reaches: target, giveUp: giveUp, myFutex: myFutex, for: .wake)
         if result.outcome == .timedOut { timedOutWaits += 1 }
         return result
+    }
+
+    /// Before blocking for a wake whose waker in the trace is a task this thread still holds
+    /// a deferred wake for: that task must run before this thread can, so this thread has
+    /// nothing to do but wait for it to reach its wait, and then wakes it itself, as in the
+    /// trace (handed to the coordinating thread, the wake would come from outside the
+    /// replayed tasks: python-queue's main thread and its workers, docs/replay.md). Spins,
+    /// yielding, up to `wakeeSpinNanoseconds`, or until the wait is satisfied from elsewhere;
+    /// the CPU it uses counts against the program's budget, as every spin's does.
+    func awaitWakeeThatWakesMe(edge: Int, counter: UnsafeMutablePointer<UInt32>, target: UInt32) {
+        let ns = engine.options.wakeeSpinNanoseconds
+        guard ns > 0, !pending.isEmpty else { return }
+        let waker = engine.plan.edges[edge].waker
+        guard pending.contains(where: { $0.target == waker }) else { return }
+        _ = spin(for: ns) {
+            deliverArmedWakes()
+            return !pending.contains { $0.target == waker } || creplay_load32(counter) >= target
+        }
     }
 
     /// Whether waits on `edge` count the wakee's wakes from everyone.

@@ -36,6 +36,7 @@ struct Replay: ParsableCommand {
     @Flag(help: "Do not apply the recorded policy, nice value and priority.") var noPolicy = false
     @Option(help: "A wake reached before its wakee has reached the sleep it ended in the trace: defer (deliver it when the wakee blocks; the waker runs on), hold (the waker blocks until then), free (at once).") var wakeOrder: WakeOrder = .deferred
     @Option(help: "With --wake-order defer: microseconds a waker spins (yielding) for a late wakee before deferring its wake.") var holdSpin = 20.0
+    @Option(help: "With --wake-order defer: microseconds a task about to block for a wake from a task it still owes a deferred wake spins (yielding) for that task to reach its wait, so that it wakes it itself; 0: the coordinating thread delivers it.") var wakeeSpin = 1000.0
     @Option(help: "Microseconds a hand-off (a task preempted by the wakee it had just woken) yields the CPU for that wakee's wake before blocking.") var handOffSpin = 50.0
     @Option(help: "Microseconds a wakee that has just committed to block is given to fall asleep before its waker's futex_wake (the waker keeps the wake meanwhile and runs on); 0: wake at once, the wakee may then not sleep.") var wakeSettle = 2.0
     @Flag(help: "End each wait at the k-th wake from the task that woke it in the trace, instead of at the n-th wake from any waker.") var perWakerWaits = false
@@ -67,6 +68,7 @@ struct Replay: ParsableCommand {
             options.deliverToAnyPooledWait = !deferredWakesToRecordedWaits
             options.holdSpinNanoseconds = UInt64(max(0, holdSpin) * 1000)
             options.handOffSpinNanoseconds = UInt64(max(0, handOffSpin) * 1000)
+            options.wakeeSpinNanoseconds = UInt64(max(0, wakeeSpin) * 1000)
             options.wakeSettleNanoseconds = UInt64(max(0, wakeSettle) * 1000)
             options.maxThreads = maxThreads
             options.applyCPULatency = !noPmQos

@@ -313,6 +313,47 @@ import TraceFormat
         #expect(aTask.cpuNanoseconds >= 29_000_000)
     }
 
+    @Test func aWakerAboutToWaitForItsLateWakeeWakesItItself() throws {
+        // a runs 1 ms, wakes b (asleep since 990 µs in the trace) and waits for b, which
+        // runs 90 µs and wakes a; a runs 20 ms more. Replayed at half the CPU time, a reaches its wake at
+        // ~500 µs, while b is still in a timed sleep until 950 µs: a defers the wake, and
+        // must then block for b's wake, which cannot come before b gets a's. a spins for b
+        // to reach its wait and wakes it itself (the kernel sees a wake b, as in the trace);
+        // without that spin, a's wake goes to the coordinating thread.
+        var s = TraceScript()
+        let a = s.task("a"), b = s.task("b")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(0, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(100, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+        s.at(950, cpu: 1, .waking(waker: .idle, target: b, targetCPU: CPU(1), context: .hardIRQ))
+        s.at(951, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(990, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+        s.at(1000, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
+        s.at(1001, .switchTask(prev: a, prevState: .sleeping, next: .idle))
+        s.at(1010, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(1100, cpu: 1, .waking(waker: b, target: a, targetCPU: CPU(0), context: .task))
+        s.at(1110, .switchTask(prev: .idle, prevState: .running, next: a))
+        // a's last run, 20 ms, leaves its spin 10 ms of CPU budget (spins stop at the
+        // recorded CPU time; later burns absorb what they used).
+        s.at(21_110, .exit(task: a))
+        s.at(1200, cpu: 1, .exit(task: b))
+        let plan = s.plan()
+        var options = ReplayOptions()
+        options.cpuScale = 0.5
+        // Long enough for b's timer wakeup on a loaded test machine.
+        options.wakeeSpinNanoseconds = 100_000_000
+        let run = try ReplayEngine(plan: plan, options: options).run(index: 0, warmup: false).run
+        #expect(run.counts.heldWakes == 1, "b was late for a's wake")
+        #expect(run.counts.wakesFromCoordinator == 0, "a delivered its wake itself")
+        #expect(run.counts.timedOutWaits == 0)
+        #expect(run.counts.waitsAlreadySatisfied + run.wakeupLatency.count == 2)
+        options.wakeeSpinNanoseconds = 0
+        let handed = try ReplayEngine(plan: plan, options: options).run(index: 0, warmup: false).run
+        #expect(handed.counts.heldWakes == 1)
+        #expect(handed.counts.wakesFromCoordinator == 1, "a blocked first and handed its wake over")
+        #expect(handed.counts.timedOutWaits == 0)
+    }
+
     @Test func aWakeForAWakeeNotYetAsleepIsKeptUntilItSleeps() throws {
         // b commits to block (sets its waiting flag) and a's wake comes at once: counted, but
         // a keeps the futex_wake until b has had the settle time to fall asleep (50 ms here,
