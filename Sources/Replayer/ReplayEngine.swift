@@ -293,7 +293,8 @@ public final class ReplayEngine: @unchecked Sendable {
             throw ReplayError.threadCreation(index: program, comm: plan.programs[program].comm, errno: code)
         }
         var outcome = collect(contexts: contexts, start: start, wallStart: wallStart, index: index, warmup: warmup,
-                              handedOffWakes: UInt64(creplay_load32(shared.handedOffDelivered)))
+                              handedOffWakes: UInt64(creplay_load32(shared.handedOffDelivered)),
+                              handedOffWakesAtWait: UInt64(creplay_load32(shared.handedOffDeliveredAtWait)))
         outcome.cpuLatencyChangesApplied = changesApplied
         outcome.cpuLatencyProblem = latencyProblem
         if let latencyProblem { outcome.warnings.append(latencyProblem) }
@@ -321,16 +322,20 @@ public final class ReplayEngine: @unchecked Sendable {
     func deliverHandedOff(_ shared: SharedState, all: Bool) {
         shared.handedOffLock.lock()
         var delivered: UInt32 = 0
+        var atWait: UInt32 = 0
         shared.handedOff.removeAll { w in
-            guard all || creplay_load32(w.armed) >= w.ordinal else { return false }
+            let arrived = creplay_load32(w.armed) >= w.ordinal
+            guard all || arrived else { return false }
             _ = signalWake(shared, edge: w.edge, target: w.target)
             delivered += 1
+            if arrived { atWait += 1 }
             return true
         }
         shared.handedOffLock.unlock()
         if delivered > 0 {
             _ = creplay_add32(shared.handedOffWord, 0 &- delivered)
             _ = creplay_add32(shared.handedOffDelivered, delivered)
+            _ = creplay_add32(shared.handedOffDeliveredAtWait, atWait)
         }
     }
 
@@ -399,20 +404,20 @@ public final class ReplayEngine: @unchecked Sendable {
         guard creplay_load32(shared.waiting(target)) == ThreadContext.BlockReason.wake.rawValue,
               creplay_load32(shared.blockSequence(target)) == block else { return true }
         let now = creplay_monotonic_ns()
-        if now < creplay_load64(shared.committedAt(target)) &+ options.wakeSettleNanoseconds { return false }
+        if now < creplay_load64(shared.committedAt(target)).adding(saturating: options.wakeSettleNanoseconds) { return false }
         // The latency it will measure starts at the futex_wake that really wakes it.
         creplay_store64(wakeStamp(shared, edge: edge, target: target).time, now)
         return creplay_futex_wake(shared.futex(target), 1) > 0
     }
 
     private func collect(contexts: [ThreadContext], start: UInt64, wallStart: UInt64, index: Int, warmup: Bool,
-                         handedOffWakes: UInt64) -> RunOutcome {
+                         handedOffWakes: UInt64, handedOffWakesAtWait: UInt64) -> RunOutcome {
         var wake = LatencyHistogram(), same = LatencyHistogram(), cross = LatencyHistogram(), timer = LatencyHistogram()
         var counts = ReplayCounts()
         counts.unmatchedWaits = UInt64(plan.unmatchedWaits)
         // Deferred wakes their waker handed to the coordinating thread, delivered by it.
         counts.wakes = handedOffWakes
-        counts.wakesFromCoordinator = handedOffWakes
+        counts.wakesFromCoordinator = handedOffWakesAtWait
         var tasks: [ReplayTaskResult] = []
         var end = start
         var warnings = Set<String>()
@@ -478,6 +483,9 @@ final class SharedState: @unchecked Sendable {
     /// how many it delivered in all (+4).
     var handedOffWord: UnsafeMutablePointer<UInt32> { (memory + 6 * Self.line).assumingMemoryBound(to: UInt32.self) }
     var handedOffDelivered: UnsafeMutablePointer<UInt32> { (memory + 6 * Self.line + 4).assumingMemoryBound(to: UInt32.self) }
+    /// Of those, the ones delivered when their wakee had reached its wait (+8); the rest went
+    /// at the run's end to wakees that ended without reaching it.
+    var handedOffDeliveredAtWait: UnsafeMutablePointer<UInt32> { (memory + 6 * Self.line + 8).assumingMemoryBound(to: UInt32.self) }
     /// Deferred wakes whose waker could not keep them (it had to block, sleep or end).
     var handedOff: [ThreadContext.PendingWake] = []
     let handedOffLock = NSLock()
@@ -973,15 +981,16 @@ final class ThreadContext: @unchecked Sendable {
     }
 
     /// Spins, yielding the CPU, up to `nanoseconds` until `done` says so; never past the
-    /// program's CPU budget (what a spin uses, later burns do not). Returns `done`'s answer.
+    /// program's CPU budget (what a spin uses, later burns do not), nor past a stop request.
+    /// Returns `done`'s answer.
     @inline(__always) func spin(for nanoseconds: UInt64, until done: () -> Bool) -> Bool {
         guard nanoseconds > 0 else { return false }
-        let end = creplay_monotonic_ns() + nanoseconds
+        let end = creplay_monotonic_ns().adding(saturating: nanoseconds)
         repeat {
             sched_yield()
             if !owed.isEmpty { retryOwedWakes() }
             if done() { return true }
-        } while creplay_monotonic_ns() < end && creplay_thread_cpu_ns() < cpuBudgetEnd
+        } while creplay_monotonic_ns() < end && creplay_thread_cpu_ns() < cpuBudgetEnd && !shared.isStopped
         return false
     }
 
@@ -1016,7 +1025,7 @@ final class ThreadContext: @unchecked Sendable {
         if creplay_load32(armed) >= ordinal || shared.isStopped { return }
         heldWakes += 1
         deliverPendingWakes()
-        let giveUp = creplay_monotonic_ns() + engine.options.waitTimeoutNanoseconds
+        let giveUp = creplay_monotonic_ns().adding(saturating: engine.options.waitTimeoutNanoseconds)
         let (outcome, _) = block(until: armed, reaches: ordinal, giveUp: giveUp, myFutex: myFutex, for: .arrival)
         if outcome == .timedOut { timedOutWaits += 1 }
     }
@@ -1097,7 +1106,7 @@ final class ThreadContext: @unchecked Sendable {
     /// only microseconds to fall asleep.
     func settleOwedWakes() {
         if owed.isEmpty { return }
-        let end = creplay_monotonic_ns() + engine.options.holdSpinNanoseconds
+        let end = creplay_monotonic_ns().adding(saturating: engine.options.holdSpinNanoseconds)
         repeat {
             retryOwedWakes()
             if owed.isEmpty { return }

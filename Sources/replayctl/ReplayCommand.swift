@@ -55,6 +55,13 @@ struct Replay: ParsableCommand {
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup cannot be negative") }
         guard cpuScale > 0, cpuScale.isFinite else { throw ValidationError("--cpu-scale must be a positive number") }
+        // Each spin or settle is a bounded wait within one step of a thread: a second is far
+        // beyond any useful value, and an endless one would stall the replay.
+        for (name, value) in [("--hold-spin", holdSpin), ("--hand-off-spin", handOffSpin), ("--wake-settle", wakeSettle), ("--wakee-spin", wakeeSpin)] {
+            guard value.isFinite, value >= 0, value <= 1_000_000 else {
+                throw ValidationError("\(name) is in microseconds, from 0 to 1000000 (got \(value))")
+            }
+        }
     }
 
     func run() throws {
@@ -66,10 +73,10 @@ struct Replay: ParsableCommand {
             options.wakeOrder = wakeOrder
             options.pooledWaits = !perWakerWaits
             options.deliverToAnyPooledWait = !deferredWakesToRecordedWaits
-            options.holdSpinNanoseconds = UInt64(max(0, holdSpin) * 1000)
-            options.handOffSpinNanoseconds = UInt64(max(0, handOffSpin) * 1000)
-            options.wakeeSpinNanoseconds = UInt64(max(0, wakeeSpin) * 1000)
-            options.wakeSettleNanoseconds = UInt64(max(0, wakeSettle) * 1000)
+            options.holdSpinNanoseconds = UInt64(saturatingNanoseconds: max(0, holdSpin) * 1000)
+            options.handOffSpinNanoseconds = UInt64(saturatingNanoseconds: max(0, handOffSpin) * 1000)
+            options.wakeeSpinNanoseconds = UInt64(saturatingNanoseconds: max(0, wakeeSpin) * 1000)
+            options.wakeSettleNanoseconds = UInt64(saturatingNanoseconds: max(0, wakeSettle) * 1000)
             options.maxThreads = maxThreads
             options.applyCPULatency = !noPmQos
             let selection = TaskSelection(pids: pid, comms: comm, trees: tree, all: all)
@@ -282,8 +289,8 @@ struct ReplaySummary {
             lines.append("Wakes that reached their wakee before its sleep (held or deferred until it got there): \(held)")
         }
         if let coordinated = counts.wakesFromCoordinator, coordinated > 0 {
-            lines.append("Of those, delivered by the coordinating thread (their waker had to block, sleep or end first; "
-                         + "the kernel sees a wakeup from outside the replayed tasks): \(coordinated)")
+            lines.append("Of those, delivered by the coordinating thread as their wakee reached its wait (their waker had to block, "
+                         + "sleep or end first; a wakeup, if any, from outside the replayed tasks): \(coordinated)")
         }
         if let kept = counts.wakesKeptUntilAsleep, kept > 0 {
             lines.append("Wakes kept until their wakee, committed to block, was asleep: \(kept) (\(counts.wakesNotKeptUntilAsleep ?? 0) given up)")

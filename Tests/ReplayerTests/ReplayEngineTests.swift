@@ -336,20 +336,22 @@ import TraceFormat
         // a's last run, 20 ms, leaves its spin 10 ms of CPU budget (spins stop at the
         // recorded CPU time; later burns absorb what they used).
         s.at(21_110, .exit(task: a))
-        s.at(1200, cpu: 1, .exit(task: b))
+        // b's last run, 2 ms: a wake b defers for a (not blocked yet) is delivered by b.
+        s.at(3100, cpu: 1, .exit(task: b))
         let plan = s.plan()
         var options = ReplayOptions()
         options.cpuScale = 0.5
         // Long enough for b's timer wakeup on a loaded test machine.
         options.wakeeSpinNanoseconds = 100_000_000
         let run = try ReplayEngine(plan: plan, options: options).run(index: 0, warmup: false).run
-        #expect(run.counts.heldWakes == 1, "b was late for a's wake")
+        // b's wake to a can be deferred too, if a is preempted before it blocks.
+        #expect((run.counts.heldWakes ?? 0) >= 1, "b was late for a's wake")
         #expect(run.counts.wakesFromCoordinator == 0, "a delivered its wake itself")
         #expect(run.counts.timedOutWaits == 0)
         #expect(run.counts.waitsAlreadySatisfied + run.wakeupLatency.count == 2)
         options.wakeeSpinNanoseconds = 0
         let handed = try ReplayEngine(plan: plan, options: options).run(index: 0, warmup: false).run
-        #expect(handed.counts.heldWakes == 1)
+        #expect((handed.counts.heldWakes ?? 0) >= 1)
         #expect(handed.counts.wakesFromCoordinator == 1, "a blocked first and handed its wake over")
         #expect(handed.counts.timedOutWaits == 0)
     }
