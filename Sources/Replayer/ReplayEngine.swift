@@ -854,9 +854,9 @@ final class ThreadContext: @unchecked Sendable {
     }
 
     /// Before blocking for a wake whose waker in the trace is a task this thread still holds
-    /// a deferred wake for: that task must run before this thread can, so this thread has
-    /// nothing to do but wait for it to reach its wait, and then wakes it itself, as in the
-    /// trace (handed to the coordinating thread, the wake would come from outside the
+    /// a deferred wake for: that task must usually run before this thread can (with pooled
+    /// waits another task's wake may come first), so this thread has little to do but wait
+    /// for it to reach its wait, and then wakes it itself, as in the trace (handed to the coordinating thread, the wake would come from outside the
     /// replayed tasks: python-queue's main thread and its workers, docs/replay.md). Spins,
     /// yielding, up to `wakeeSpinNanoseconds`, or until the wait is satisfied from elsewhere;
     /// the CPU it uses counts against the program's budget, as every spin's does.

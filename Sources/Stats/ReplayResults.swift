@@ -148,8 +148,9 @@ public struct ReplayCounts: Equatable, Sendable, Codable {
     /// wakeup in replayctl); absent in older files.
     public var wakesMissed: UInt64?
     /// Deferred wakes their waker could not keep (it had to block, sleep or end first) and
-    /// the coordinating thread delivered when their wakee reached its wait: the kernel sees
-    /// that thread, not the trace's waker, wake it. Absent in older files.
+    /// the coordinating thread delivered as their wakee reached its wait: the wakee is woken
+    /// by that thread, not the trace's waker, or finds its wait satisfied if the wake lands
+    /// before it blocks. Absent in older files.
     public var wakesFromCoordinator: UInt64?
 
     public init() {}

@@ -315,8 +315,9 @@ import TraceFormat
 
     @Test func aWakerAboutToWaitForItsLateWakeeWakesItItself() throws {
         // a runs 1 ms, wakes b (asleep since 990 µs in the trace) and waits for b, which
-        // runs 90 µs and wakes a; a runs 20 ms more. Replayed at half the CPU time, a reaches its wake at
-        // ~500 µs, while b is still in a timed sleep until 950 µs: a defers the wake, and
+        // runs 90 µs and wakes a; a runs 20 ms more. Replayed at half the CPU time, a
+        // reaches its wake at ~500 µs, while b is still in a timed sleep until 950 µs: a
+        // defers the wake, and
         // must then block for b's wake, which cannot come before b gets a's. a spins for b
         // to reach its wait and wakes it itself (the kernel sees a wake b, as in the trace);
         // without that spin, a's wake goes to the coordinating thread.
