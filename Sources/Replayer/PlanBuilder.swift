@@ -468,6 +468,12 @@ public enum PlanBuilder {
                 if !state[i].exited {
                     let end = state[i].intervals.last.map { max($0.end, state[i].boundary) } ?? state[i].boundary
                     emitRun(i, upTo: end)
+                } else if let dying = state[i].intervals.last, dying.endState != nil, dying.end > state[i].boundary {
+                    // The exit path runs on after sched_process_exit (the address space and
+                    // the files released, the parent notified) until the task's last
+                    // switch-out: CPU the task used, hundreds of µs for a process with
+                    // sockets, burned as its last run. Not when the trace ended first.
+                    emitRun(i, upTo: dying.end)
                 }
                 last = max(last, state[i].boundary)
             }

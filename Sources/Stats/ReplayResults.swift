@@ -161,7 +161,8 @@ public struct ReplayTaskResult: Equatable, Sendable, Codable {
     public var originalTid: Int32
     public var replayTid: Int32
     public var comm: String
-    /// CPU time the trace says the task used, and what the replay thread used (CLOCK_THREAD_CPUTIME_ID).
+    /// CPU time the trace says the task used, and what the replay thread used
+    /// (CLOCK_THREAD_CPUTIME_ID, from its creation to its end).
     public var recordedCpuNanoseconds: UInt64
     public var cpuNanoseconds: UInt64
     public var wakesReceived: UInt64

@@ -54,6 +54,29 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
         #expect(plan.recordedMakespan == 200_000)
     }
 
+    @Test func theExitPathAfterSchedProcessExitIsBurnedToo() {
+        // A process exits at 200 µs (sched_process_exit) and its exit path runs on until
+        // 600 µs (the address space and the files released, its parent woken at 500): that
+        // CPU is the task's, and its program burns it, around the wake, before it ends.
+        var s = TraceScript()
+        let parent = s.task("sh")
+        let child = s.task("worker", parent: parent)
+        s.at(0, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: parent))
+        s.at(10, cpu: 1, .switchTask(prev: parent, prevState: .sleeping, next: .idle))
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: child))
+        s.at(200, .exit(task: child))
+        s.at(500, .waking(waker: child, target: parent, targetCPU: CPU(1), context: .task))
+        s.at(600, .switchTask(prev: child, prevState: .dead, next: .idle))
+        s.at(610, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: parent))
+        s.at(700, cpu: 1, .exit(task: parent))
+        s.at(700, cpu: 1, .switchTask(prev: parent, prevState: .dead, next: .idle))
+        let plan = s.plan()
+        let worker = program(plan, "worker")
+        #expect(worker.atoms == [.run(nanoseconds: 500_000), .wake(edge: 0, target: 0, rendezvous: 1), .run(nanoseconds: 100_000)])
+        #expect(worker.recordedCPUNanoseconds == 600_000)
+        #expect(plan.recordedMakespan == 700_000)
+    }
+
     @Test func wakesAreNumberedPerWakeeForPooledWaits() {
         // r sleeps three times: woken by w1, then w2, then w1 again; w2 also wakes it once
         // while it is still running (an early wake: counted, but no wait).
@@ -142,8 +165,9 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
         #expect(p.atoms == [.run(nanoseconds: 100_000), .spawn(program: 1, edge: 0), .run(nanoseconds: 50_000),
                             .wait(edge: 1, count: 1, recordedWake: 400_000), .run(nanoseconds: 10_000)])
         #expect(c.spawnedBy == 0)
+        // Its exit path runs 1 µs after it woke its parent: burned too.
         #expect(c.atoms == [.wait(edge: 0, count: 1, recordedWake: 100_000), .run(nanoseconds: 90_000), .exec(comm: "ls"),
-                            .run(nanoseconds: 200_000), .wake(edge: 1, target: 0, rendezvous: 1)])
+                            .run(nanoseconds: 200_000), .wake(edge: 1, target: 0, rendezvous: 1), .run(nanoseconds: 1_000)])
         #expect(plan.edges[0].isSpawn && !plan.edges[1].isSpawn)
     }
 
