@@ -67,14 +67,15 @@ struct LiveRecordingTests {
         #expect(reader.tasks[p.intValue].isRecorded && reader.tasks[c.intValue].isRecorded)
         // The kernel logs a wakeup only when the other side is already asleep in read(); with one
         // process per CPU that is nearly always, but not for the first message or when the
-        // machine is busy (1 777 of 2 000 once, under a full `swift test`): at least 75 % of the
-        // N messages each way must be wakeups, every sleep of either must have been ended by a
+        // machine is busy (1 777 of 2 000 once, 1 123 another time, under a full `swift test`):
+        // at least half of the N messages each way must be wakeups — a recorder that lost
+        // wakeups fails the next check anyway: every sleep of either must have been ended by a
         // logged wakeup, and the task-context wakeups each receives must come from the other
         // (the right waker; ≥ 95 %: the parent also gets a few from its startup and from the
         // child's exit).
         let pc = pairs[[p, c], default: 0], cp = pairs[[c, p], default: 0]
-        #expect(pc >= n * 3 / 4, "parent→child task wakeups \(pc) of \(n) messages")
-        #expect(cp >= n * 3 / 4, "child→parent task wakeups \(cp) of \(n) messages")
+        #expect(pc >= n / 2, "parent→child task wakeups \(pc) of \(n) messages")
+        #expect(cp >= n / 2, "child→parent task wakeups \(cp) of \(n) messages")
         let toChild = pairs.filter { $0.key[1] == c }.values.reduce(0, +)
         let toParent = pairs.filter { $0.key[1] == p }.values.reduce(0, +)
         // A sleep ends with a wakeup; a wakeup can also find its task not asleep yet (no sleep).
