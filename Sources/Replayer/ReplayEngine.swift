@@ -869,10 +869,11 @@ final class ThreadContext: @unchecked Sendable {
     /// Before blocking for a wake whose waker in the trace is a task this thread still holds
     /// a deferred wake for: that task must usually run before this thread can (with pooled
     /// waits another task's wake may come first), so this thread has little to do but wait
-    /// for it to reach its wait, and then wakes it itself, as in the trace (handed to the coordinating thread, the wake would come from outside the
-    /// replayed tasks: python-queue's main thread and its workers, docs/replay.md). Spins,
-    /// yielding, up to `wakeeSpinNanoseconds`, or until the wait is satisfied from elsewhere;
-    /// the CPU it uses counts against the program's budget, as every spin's does.
+    /// for it to reach its wait, and then wakes it itself, as in the trace (handed to the
+    /// coordinating thread, the wake would come from outside the replayed tasks:
+    /// python-queue's main thread and its workers, docs/replay.md). Spins, yielding, up to
+    /// `wakeeSpinNanoseconds`, or until the wait is satisfied from elsewhere; the CPU it
+    /// uses counts against the program's budget, as every spin's does.
     func awaitWakeeThatWakesMe(edge: Int, counter: UnsafeMutablePointer<UInt32>, target: UInt32) {
         let ns = engine.options.wakeeSpinNanoseconds
         guard ns > 0, !pending.isEmpty else { return }
