@@ -563,6 +563,13 @@ final class SharedState: @unchecked Sendable {
         (memory + (Self.controlLines + p) * Self.line + 40).assumingMemoryBound(to: UInt32.self)
     }
 
+    /// While program `p` spins before blocking (+44): 1 + the first wakee of its deferred
+    /// wakes that has reached the wait the wake ended but not committed to block in it, 0
+    /// otherwise (`ThreadContext.yieldsToMutualWaker`).
+    @inline(__always) func spinningFor(_ p: Int) -> UnsafeMutablePointer<UInt32> {
+        (memory + (Self.controlLines + p) * Self.line + 44).assumingMemoryBound(to: UInt32.self)
+    }
+
     /// Program `p`'s pooled wakes received (+8), CPU of the last waker (+12), time of the
     /// last wake (+16), and the pooled ordinal of the latest wait it entered (+24).
     @inline(__always) func poolCount(_ p: Int) -> UnsafeMutablePointer<UInt32> {
@@ -831,6 +838,16 @@ final class ThreadContext: @unchecked Sendable {
                 _ = creplay_set_name(comm)
             }
         }
+        // Ending with a wake kept for a wakee that has reached its wait but not blocked in it
+        // yet (a thread woken after `yieldsToMutualWaker` can run before its waker has blocked,
+        // on one CPU always): the hold spin gives that wakee the CPU to block, rather than
+        // leaving the wake to the coordinating thread.
+        if pending.contains(where: { creplay_load32($0.armed) >= $0.ordinal }) {
+            _ = spin(for: engine.options.holdSpinNanoseconds) {
+                deliverArmedWakes()
+                return !pending.contains { creplay_load32($0.armed) >= $0.ordinal }
+            }
+        }
         handOverPendingWakes()
         cpuUsed = creplay_thread_cpu_ns()
         let switches = creplay_voluntary_switches()
@@ -858,8 +875,11 @@ final class ThreadContext: @unchecked Sendable {
     /// (`recordedWake`, CLOCK_MONOTONIC of the replay). A timeout is counted.
     func blockForWake(_ counter: UnsafeMutablePointer<UInt32>, _ target: UInt32, edge: Int, recordedWake: UInt64,
                       myFutex: UnsafeMutablePointer<UInt32>) -> (outcome: BlockOutcome, blocked: Bool) {
-        awaitWakeeThatWakesMe(edge: edge, counter: counter, target: target)
-        deliverPendingWakes()
+        if awaitWakeeThatWakesMe(edge: edge, counter: counter, target: target) {
+            settleOwedWakes()
+        } else {
+            deliverPendingWakes(before: (edge, counter, target))
+        }
         let giveUp = max(creplay_monotonic_ns(), recordedWake).adding(saturating: engine.options.waitTimeoutNanoseconds)
         let result = block(until: counter, reaches: target, giveUp: giveUp, myFutex: myFutex, for: .wake)
         if result.outcome == .timedOut { timedOutWaits += 1 }
@@ -874,15 +894,46 @@ final class ThreadContext: @unchecked Sendable {
     /// python-queue's main thread and its workers, docs/replay.md). Spins, yielding, up to
     /// `wakeeSpinNanoseconds`, or until the wait is satisfied from elsewhere; the CPU it
     /// uses counts against the program's budget, as every spin's does.
-    func awaitWakeeThatWakesMe(edge: Int, counter: UnsafeMutablePointer<UInt32>, target: UInt32) {
+    /// Returns true when it stopped for `yieldsToMutualWaker`: the thread then blocks keeping
+    /// its deferred wakes.
+    func awaitWakeeThatWakesMe(edge: Int, counter: UnsafeMutablePointer<UInt32>, target: UInt32) -> Bool {
         let ns = engine.options.wakeeSpinNanoseconds
-        guard ns > 0, !pending.isEmpty else { return }
+        guard ns > 0, !pending.isEmpty else { return false }
         let waker = engine.plan.edges[edge].waker
-        guard pending.contains(where: { $0.target == waker }) else { return }
+        guard pending.contains(where: { $0.target == waker }) else { return false }
+        var yielded = false
         _ = spin(for: ns) {
             deliverArmedWakes()
-            return !pending.contains { $0.target == waker } || creplay_load32(counter) >= target
+            if !pending.contains(where: { $0.target == waker }) || creplay_load32(counter) >= target { return true }
+            yielded = yieldsToMutualWaker(waitingOn: edge, counter: counter, target: target)
+            return yielded
         }
+        creplay_store32(shared.spinningFor(program), 0)
+        return yielded
+    }
+
+    /// Two threads about to block, each holding a deferred wake for the other, each spinning
+    /// for the other to commit to its block (both were late for each other's wake: with one
+    /// CPU, python-queue's main thread and a worker in 320 of 370 hand-overs per run) would
+    /// both give up and leave both wakes to the coordinating thread. Each publishes the wakee
+    /// it spins for (`SharedState.spinningFor`); the one with the lower index, on seeing that
+    /// its wakee spins for it, stops and blocks keeping its deferred wakes: the other then
+    /// delivers its wake (or, if it has to block first, the coordinating thread does: this
+    /// thread has reached that wake's wait), and this thread delivers its own once it runs
+    /// again. Only where that wake surely ends this wait: pooled waits delivered to any wait
+    /// still needing a wake (the default), or a wait on an edge from that very wakee.
+    @inline(__always) func yieldsToMutualWaker(waitingOn edge: Int, counter: UnsafeMutablePointer<UInt32>, target: UInt32) -> Bool {
+        guard let i = pending.firstIndex(where: { creplay_load32($0.armed) >= $0.ordinal }) else {
+            creplay_store32(shared.spinningFor(program), 0)
+            return false
+        }
+        let other = pending[i].target
+        creplay_store32(shared.spinningFor(program), UInt32(other + 1))
+        guard program < other, creplay_load32(shared.spinningFor(other)) == UInt32(program + 1) else { return false }
+        // One wake short: a pooled wait that needs more (another waker is late too) could
+        // wait for a task that waits for a wake this thread would keep.
+        guard creplay_load32(counter) &+ 1 >= target else { return false }
+        return (engine.anyPooledWait && pooled(edge)) || engine.plan.edges[edge].waker == other
     }
 
     /// Whether waits on `edge` count the wakee's wakes from everyone.
@@ -914,6 +965,13 @@ final class ThreadContext: @unchecked Sendable {
         var i = 0
         while i < pending.count {
             let w = pending[i]
+            // Not spinning for that wakee any more once its wake may be delivered: woken, it
+            // can run at once (on this CPU, before this thread), and reading that claim
+            // still there it would block keeping its own wakes for a wake already spent
+            // (10 s stalls, the wait's timeout, in 3 of 18 one-CPU python-queue runs).
+            if creplay_load32(shared.spinningFor(program)) == UInt32(w.target + 1) {
+                creplay_store32(shared.spinningFor(program), 0)
+            }
             if deliverWhenBlocked(edge: w.edge, target: w.target, armed: w.armed, ordinal: w.ordinal) {
                 pending.remove(at: i)
             } else {
@@ -923,14 +981,20 @@ final class ThreadContext: @unchecked Sendable {
     }
 
     /// Gives up every deferred wake (before this thread blocks or sleeps: a waker never keeps
-    /// a wake while it cannot run), after giving their wakees `holdSpinNanoseconds` to arrive.
-    func deliverPendingWakes() {
+    /// a wake while it cannot run, except as `yieldsToMutualWaker` says before `wait`), after
+    /// giving their wakees `holdSpinNanoseconds` to arrive.
+    func deliverPendingWakes(before wait: (edge: Int, counter: UnsafeMutablePointer<UInt32>, target: UInt32)? = nil) {
         settleOwedWakes()
         if pending.isEmpty { return }
+        var yielded = false
         _ = spin(for: engine.options.holdSpinNanoseconds) {
             deliverArmedWakes()
-            return pending.isEmpty
+            if pending.isEmpty { return true }
+            if let wait { yielded = yieldsToMutualWaker(waitingOn: wait.edge, counter: wait.counter, target: wait.target) }
+            return yielded
         }
+        if wait != nil { creplay_store32(shared.spinningFor(program), 0) }
+        if yielded { return }
         // A wakee blocked in an earlier wait takes its wake now (a real wakeup); one still
         // running gets it from the coordinating thread when it reaches the wait the wake
         // ended (delivered now, it would find that wait satisfied and not sleep).
