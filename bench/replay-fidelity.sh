@@ -17,7 +17,8 @@
 # workload with the medians over the rounds. Raw JSON stays in
 # bench/out/fidelity/ (OUT=dir to change). REPLAY_ARGS="--wake-order hold" passes options to
 # replayctl replay; REPLAY_ONLY=1 re-replays the traces already in OUT (no new recording,
-# no perf), so replay options can be compared on the same recordings.
+# no perf), so replay options can be compared on the same recordings. CPUS=0 runs every
+# recording and replay under `taskset -c 0` (a machine with fewer CPUs; any taskset list).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -30,6 +31,8 @@ fi
 bin=${BIN:-.build/release/replayctl}
 [ -x "$bin" ] || swift build -c release >/dev/null
 out=${OUT:-bench/out/fidelity}
+pin=()
+if [ -n "${CPUS:-}" ]; then pin=(taskset -c "$CPUS"); fi
 mkdir -p "$out"
 export LOOPS_PIPE=${LOOPS_PIPE:-20000}
 # The VM's state moves every figure: note the CPU cost of a bare timed-sleep cycle (about 10 µs
@@ -44,16 +47,16 @@ for w in "${workloads[@]}"; do
     mkdir -p "$d"
     if [ "$name" = pipe-pingpong ]; then export LOOPS=$LOOPS_PIPE; else unset LOOPS; fi
     if [ -z "${REPLAY_ONLY:-}" ]; then
-      perf sched record -q -o "$d/perf.data" -- "$bin" record -q -o "$d/orig.rpl" -- "$w" >/dev/null 2>"$d/record.log" || true
+      "${pin[@]}" perf sched record -q -o "$d/perf.data" -- "$bin" record -q -o "$d/orig.rpl" -- "$w" >/dev/null 2>"$d/record.log" || true
       # The noise floor: the same workload recorded again the same way, compared with the first.
-      perf sched record -q -o "$d/perf-rerun.data" -- "$bin" record -q -o "$d/rerun.rpl" -- "$w" >/dev/null 2>>"$d/record.log" || true
+      "${pin[@]}" perf sched record -q -o "$d/perf-rerun.data" -- "$bin" record -q -o "$d/rerun.rpl" -- "$w" >/dev/null 2>>"$d/record.log" || true
       rm -f "$d/perf-rerun.data"
     fi
     # shellcheck disable=SC2086
-    "$bin" replay "$d/orig.rpl" --warmup 1 --runs 1 --record-self "$d/ours.rpl" --map "$d/ours-map.json" \
+    "${pin[@]}" "$bin" replay "$d/orig.rpl" --warmup 1 --runs 1 --record-self "$d/ours.rpl" --map "$d/ours-map.json" \
       --output "$d/ours-results.json" ${REPLAY_ARGS:-} >"$d/ours.log" 2>&1
     if [ -z "${REPLAY_ONLY:-}" ]; then
-      "$bin" record -q -o "$d/perf.rpl" -- perf sched replay -i "$d/perf.data" -r 1 >"$d/perf-replay.log" 2>&1 || true
+      "$bin" record -q -o "$d/perf.rpl" -- "${pin[@]}" perf sched replay -i "$d/perf.data" -r 1 >"$d/perf-replay.log" 2>&1 || true
     fi
     python3 - "$d" <<'EOF'
 import json, re, subprocess, sys

@@ -564,8 +564,8 @@ final class SharedState: @unchecked Sendable {
     }
 
     /// While program `p` spins before blocking (+44): 1 + the first wakee of its deferred
-    /// wakes that has reached the wait the wake ended but not committed to block in it, 0
-    /// otherwise (`ThreadContext.yieldsToMutualWaker`).
+    /// wakes that has reached the wait the wake ended (usually not blocked in it yet, or the
+    /// wake would have gone), 0 otherwise (`ThreadContext.yieldsToMutualWaker`).
     @inline(__always) func spinningFor(_ p: Int) -> UnsafeMutablePointer<UInt32> {
         (memory + (Self.controlLines + p) * Self.line + 44).assumingMemoryBound(to: UInt32.self)
     }
@@ -842,11 +842,13 @@ final class ThreadContext: @unchecked Sendable {
         // yet (a thread woken after `yieldsToMutualWaker` can run before its waker has blocked,
         // on one CPU always): the hold spin gives that wakee the CPU to block, rather than
         // leaving the wake to the coordinating thread.
+        // Not `spin`: that stops at the CPU budget, which the last burn has reached.
         if pending.contains(where: { creplay_load32($0.armed) >= $0.ordinal }) {
-            _ = spin(for: engine.options.holdSpinNanoseconds) {
+            let end = creplay_monotonic_ns().adding(saturating: engine.options.holdSpinNanoseconds)
+            repeat {
+                sched_yield()
                 deliverArmedWakes()
-                return !pending.contains { creplay_load32($0.armed) >= $0.ordinal }
-            }
+            } while pending.contains(where: { creplay_load32($0.armed) >= $0.ordinal }) && creplay_monotonic_ns() < end && !shared.isStopped
         }
         handOverPendingWakes()
         cpuUsed = creplay_thread_cpu_ns()
@@ -919,9 +921,13 @@ final class ThreadContext: @unchecked Sendable {
     /// it spins for (`SharedState.spinningFor`); the one with the lower index, on seeing that
     /// its wakee spins for it, stops and blocks keeping its deferred wakes: the other then
     /// delivers its wake (or, if it has to block first, the coordinating thread does: this
-    /// thread has reached that wake's wait), and this thread delivers its own once it runs
-    /// again. Only where that wake surely ends this wait: pooled waits delivered to any wait
-    /// still needing a wake (the default), or a wait on an edge from that very wakee.
+    /// thread has reached that wake's wait; or it yields in turn to a higher index and keeps
+    /// it until woken), and this thread delivers its own once it runs again. A thread keeps
+    /// wakes while blocked only for a wake held by a higher index, so those waits form no
+    /// cycle: the highest thread of a chain delivers or hands over, and the chain unwinds.
+    /// Only where that wake surely ends this wait: pooled waits delivered to any wait still
+    /// needing a wake (the default), or a wait on an edge from that very wakee (one edge per
+    /// waker and wakee).
     @inline(__always) func yieldsToMutualWaker(waitingOn edge: Int, counter: UnsafeMutablePointer<UInt32>, target: UInt32) -> Bool {
         guard let i = pending.firstIndex(where: { creplay_load32($0.armed) >= $0.ordinal }) else {
             creplay_store32(shared.spinningFor(program), 0)
@@ -931,8 +937,10 @@ final class ThreadContext: @unchecked Sendable {
         creplay_store32(shared.spinningFor(program), UInt32(other + 1))
         guard program < other, creplay_load32(shared.spinningFor(other)) == UInt32(program + 1) else { return false }
         // One wake short: a pooled wait that needs more (another waker is late too) could
-        // wait for a task that waits for a wake this thread would keep.
-        guard creplay_load32(counter) &+ 1 >= target else { return false }
+        // wait for a task that waits for a wake this thread would keep; one already satisfied
+        // does not block.
+        let count = creplay_load32(counter)
+        guard count < target, count &+ 1 >= target else { return false }
         return (engine.anyPooledWait && pooled(edge)) || engine.plan.edges[edge].waker == other
     }
 
@@ -994,7 +1002,6 @@ final class ThreadContext: @unchecked Sendable {
             return yielded
         }
         if wait != nil { creplay_store32(shared.spinningFor(program), 0) }
-        if yielded { return }
         // A wakee blocked in an earlier wait takes its wake now (a real wakeup); one still
         // running gets it from the coordinating thread when it reaches the wait the wake
         // ended (delivered now, it would find that wait satisfied and not sleep).
@@ -1002,6 +1009,12 @@ final class ThreadContext: @unchecked Sendable {
             guard creplay_load32(shared.waiting(w.target)) == BlockReason.wake.rawValue else { return false }
             signal(edge: w.edge, target: w.target)
             return true
+        }
+        if yielded {
+            // Keeping the rest; a wake just delivered to a wakee that has only just committed
+            // is owed, and is settled before this thread blocks, as everywhere else.
+            settleOwedWakes()
+            return
         }
         handOverPendingWakes()
     }
