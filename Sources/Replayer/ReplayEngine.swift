@@ -843,12 +843,12 @@ final class ThreadContext: @unchecked Sendable {
         // on one CPU always): the hold spin gives that wakee the CPU to block, rather than
         // leaving the wake to the coordinating thread.
         // Not `spin`: that stops at the CPU budget, which the last burn has reached.
-        if pending.contains(where: { creplay_load32($0.armed) >= $0.ordinal }) {
+        if pending.contains(where: { hasReachedItsWait($0) }) {
             let end = creplay_monotonic_ns().adding(saturating: engine.options.holdSpinNanoseconds)
             repeat {
                 sched_yield()
                 deliverArmedWakes()
-            } while pending.contains(where: { creplay_load32($0.armed) >= $0.ordinal }) && creplay_monotonic_ns() < end && !shared.isStopped
+            } while pending.contains(where: { hasReachedItsWait($0) }) && creplay_monotonic_ns() < end && !shared.isStopped
         }
         handOverPendingWakes()
         cpuUsed = creplay_thread_cpu_ns()
@@ -914,6 +914,9 @@ final class ThreadContext: @unchecked Sendable {
         return yielded
     }
 
+    /// Whether the wakee of a deferred wake has reached the wait that wake ended.
+    @inline(__always) func hasReachedItsWait(_ w: PendingWake) -> Bool { creplay_load32(w.armed) >= w.ordinal }
+
     /// Two threads about to block, each holding a deferred wake for the other, each spinning
     /// for the other to commit to its block (both were late for each other's wake: with one
     /// CPU, python-queue's main thread and a worker in 320 of 370 hand-overs per run) would
@@ -929,7 +932,7 @@ final class ThreadContext: @unchecked Sendable {
     /// needing a wake (the default), or a wait on an edge from that very wakee (one edge per
     /// waker and wakee).
     @inline(__always) func yieldsToMutualWaker(waitingOn edge: Int, counter: UnsafeMutablePointer<UInt32>, target: UInt32) -> Bool {
-        guard let i = pending.firstIndex(where: { creplay_load32($0.armed) >= $0.ordinal }) else {
+        guard let i = pending.firstIndex(where: { hasReachedItsWait($0) }) else {
             creplay_store32(shared.spinningFor(program), 0)
             return false
         }
