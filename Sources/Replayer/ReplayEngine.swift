@@ -979,7 +979,7 @@ final class ThreadContext: @unchecked Sendable {
             // Not spinning for that wakee any more once its wake may be delivered: woken, it
             // can run at once (on this CPU, before this thread), and reading that claim
             // still there it would block keeping its own wakes for a wake already spent
-            // (10 s stalls, the wait's timeout, in 3 of 18 one-CPU python-queue runs).
+            // (10 s stalls, the wait's timeout, in 4 of 22 one-CPU python-queue runs).
             if creplay_load32(shared.spinningFor(program)) == UInt32(w.target + 1) {
                 creplay_store32(shared.spinningFor(program), 0)
             }
