@@ -324,7 +324,7 @@ public final class ReplayEngine: @unchecked Sendable {
         var delivered: UInt32 = 0
         var atWait: UInt32 = 0
         shared.handedOff.removeAll { w in
-            let arrived = creplay_load32(w.armed) >= w.ordinal
+            let arrived = ThreadContext.hasReachedItsWait(w)
             guard all || arrived else { return false }
             _ = creplay_add32(shared.handedOffTo(w.target), 0 &- 1)
             _ = signalWake(shared, edge: w.edge, target: w.target)
@@ -843,12 +843,12 @@ final class ThreadContext: @unchecked Sendable {
         // on one CPU always): the hold spin gives that wakee the CPU to block, rather than
         // leaving the wake to the coordinating thread.
         // Not `spin`: that stops at the CPU budget, which the last burn has reached.
-        if pending.contains(where: { hasReachedItsWait($0) }) {
+        if pending.contains(where: { Self.hasReachedItsWait($0) }) {
             let end = creplay_monotonic_ns().adding(saturating: engine.options.holdSpinNanoseconds)
             repeat {
                 sched_yield()
                 deliverArmedWakes()
-            } while pending.contains(where: { hasReachedItsWait($0) }) && creplay_monotonic_ns() < end && !shared.isStopped
+            } while pending.contains(where: { Self.hasReachedItsWait($0) }) && creplay_monotonic_ns() < end && !shared.isStopped
         }
         handOverPendingWakes()
         cpuUsed = creplay_thread_cpu_ns()
@@ -915,7 +915,7 @@ final class ThreadContext: @unchecked Sendable {
     }
 
     /// Whether the wakee of a deferred wake has reached the wait that wake ended.
-    @inline(__always) func hasReachedItsWait(_ w: PendingWake) -> Bool { creplay_load32(w.armed) >= w.ordinal }
+    @inline(__always) static func hasReachedItsWait(_ w: PendingWake) -> Bool { creplay_load32(w.armed) >= w.ordinal }
 
     /// Two threads about to block, each holding a deferred wake for the other, each spinning
     /// for the other to commit to its block (both were late for each other's wake: with one
@@ -932,7 +932,7 @@ final class ThreadContext: @unchecked Sendable {
     /// needing a wake (the default), or a wait on an edge from that very wakee (one edge per
     /// waker and wakee).
     @inline(__always) func yieldsToMutualWaker(waitingOn edge: Int, counter: UnsafeMutablePointer<UInt32>, target: UInt32) -> Bool {
-        guard let i = pending.firstIndex(where: { hasReachedItsWait($0) }) else {
+        guard let i = pending.firstIndex(where: { Self.hasReachedItsWait($0) }) else {
             creplay_store32(shared.spinningFor(program), 0)
             return false
         }
