@@ -16,6 +16,9 @@ public struct ReplayOptions: Sendable {
     public var maxThreads = 4096
     /// Stack of each replay thread.
     public var stackSize = 256 << 10
+    /// CPU each thread's last run leaves out for the thread's exit; nil: measured when the
+    /// engine is made (`ReplayEngine.threadExitCost`).
+    public var threadExitCostNanoseconds: UInt64?
     /// A wait still without its wake this long after the recorded wake time is abandoned and
     /// counted (never a hang).
     public var waitTimeoutNanoseconds: UInt64 = 10_000_000_000
@@ -149,6 +152,10 @@ public final class ReplayEngine: @unchecked Sendable {
     public let options: ReplayOptions
     /// Spin iterations per nanosecond of CPU, measured at init.
     public let spinRate: Double
+    /// CPU a thread is charged after its body returns (pthread and kernel exit), measured at
+    /// init: each program's last run leaves it out, as the first runs absorb the thread's
+    /// creation, so that the thread's whole life costs the recorded CPU.
+    public let threadExitCost: UInt64
     let anyPooledWait: Bool
     /// Notes about folding affinity onto this machine's CPUs, policies that need root, ….
     public private(set) var notes: [String] = []
@@ -169,6 +176,9 @@ public final class ReplayEngine: @unchecked Sendable {
         self.plan = plan
         self.options = options
         spinRate = ReplayEngine.calibrateSpin()
+        // parallel-build's short tasks (`cat`, 0.7 ms) each came out 20–35 µs over the
+        // recorded CPU before their last run left this out.
+        threadExitCost = options.threadExitCostNanoseconds ?? creplay_thread_exit_cost_ns(options.stackSize, 9)
         anyPooledWait = options.pooledWaits && options.deliverToAnyPooledWait
         let cpus = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         cpuCount = cpus
@@ -714,8 +724,11 @@ final class ThreadContext: @unchecked Sendable {
         if creplay_monotonic_ns() < start { _ = creplay_sleep_until(start) }
         execute(start: start)
         endTime = creplay_monotonic_ns()
-        _ = creplay_add32(shared.doneWord, 1)
-        shared.nudgeCoordinator()
+        // Only the last thread to end wakes the coordinating thread: a wakeup per ending
+        // thread is a wakeup the trace does not have, and it preempted the thread before its
+        // exit (parallel-build: 130 of them per run).
+        let done = creplay_add32(shared.doneWord, 1) &+ 1
+        if done >= creplay_load32(shared.createdWord) { shared.nudgeCoordinator() }
     }
 
     func execute(start: UInt64) {
@@ -727,20 +740,24 @@ final class ThreadContext: @unchecked Sendable {
         // kernel charges to it, as it charged a forked task's first steps to that task, so
         // the first runs absorb it (messaging, 80 threads: 50 µs each over the recorded CPU
         // otherwise, docs/replay.md, "The engine").
+        // Likewise the last run leaves out what the thread's exit will cost.
         let switchesBase = creplay_voluntary_switches()
         cpuSeen = 0
         var cpuTarget: Double = 0
-        cpuBudgetEnd = UInt64(saturatingNanoseconds: Double(plan.programs[program].recordedCPUNanoseconds) * scale)
+        let exitCost = Double(engine.threadExitCost)
+        cpuBudgetEnd = UInt64(saturatingNanoseconds: Double(plan.programs[program].recordedCPUNanoseconds) * scale - exitCost)
+        let lastRun = atoms.lastIndex { if case .run = $0 { true } else { false } }
         let myFutex = shared.futex(program)
         let order = engine.options.wakeOrder
-        for atom in atoms {
+        for (index, atom) in atoms.enumerated() {
             if shared.isStopped { break }
             if !pending.isEmpty { deliverArmedWakes() }
             if !owed.isEmpty { retryOwedWakes() }
             switch atom {
             case let .run(ns):
-                cpuTarget += Double(ns) * scale
-                burn(until: UInt64(saturatingNanoseconds: cpuTarget))
+                let length = Double(ns) * scale
+                cpuTarget += length
+                burn(until: UInt64(saturatingNanoseconds: index == lastRun ? cpuTarget - min(length, exitCost) : cpuTarget))
             case let .wait(edge, count, recordedWake):
                 waits += 1
                 let (counter, target) = arrive(edge: edge, count: count, order: order)

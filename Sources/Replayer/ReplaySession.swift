@@ -53,6 +53,7 @@ public final class ReplaySession {
         optionList["cpuLatencyQoS"] = m.cpuLatencyRequests == nil ? "not recorded"
             : plan.cpuLatency.isEmpty ? "none" : options.applyCPULatency ? "on" : "off"
         results = ReplayResults(tool: tool, trace: identity, machine: .current(), options: optionList)
+        results.threadExitCostNanoseconds = engine.threadExitCost
         if let line = cpuLatencyDescription { results.addNote(line) }
         if let line = unreplayedLoad.description(all: selection.all) { results.addNote(line) }
     }

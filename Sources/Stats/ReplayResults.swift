@@ -15,6 +15,10 @@ public struct ReplayResults: Equatable, Sendable, Codable {
     /// What the replay did beyond the options, one sentence each (the CPU latency limits it
     /// held, or why it could not); absent in older files and when there is nothing to say.
     public var notes: [String]?
+    /// CPU a replay thread is charged after its program ends (its exit), measured when the
+    /// replay starts; each thread's last run leaves it out, so `tasks[].cpuNanoseconds` is
+    /// that much under the recorded CPU by design. Absent in older files.
+    public var threadExitCostNanoseconds: UInt64?
 
     public init(tool: String, trace: TraceIdentity, machine: MachineDescription, options: [String: String], runs: [ReplayRun] = [],
                 notes: [String]? = nil) {

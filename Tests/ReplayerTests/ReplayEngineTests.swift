@@ -265,6 +265,27 @@ import TraceFormat
         #expect(abs(cpu - 10_000_000) / 10_000_000 < 0.02)
     }
 
+    @Test func theLastRunLeavesOutTheThreadsExit() throws {
+        // The thread's exit is charged to it after its program ends, as a process's exit
+        // path is part of the recorded CPU: the last run leaves it out, the others do not.
+        var s = TraceScript()
+        let a = s.task("burner")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(2_000, .switchTask(prev: a, prevState: .sleeping, next: .idle))
+        s.at(3_000, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(5_000, .exit(task: a))
+        let measured = try ReplayEngine(plan: s.plan()).threadExitCost
+        #expect(measured > 0 && measured <= 50_000, "a thread's exit costs some µs")
+        for exitCost: UInt64 in [0, 500_000, 3_000_000] {
+            var options = ReplayOptions()
+            options.threadExitCostNanoseconds = exitCost
+            let run = try ReplayEngine(plan: s.plan(), options: options).run(index: 0, warmup: false).run
+            // 4 ms less the exit, but never less than the runs before the last (2 ms).
+            let expected = 4_000_000 - Int64(min(exitCost, 2_000_000))
+            #expect(abs(Int64(run.tasks[0].cpuNanoseconds) - expected) < 100_000, "exit cost \(exitCost)")
+        }
+    }
+
     @Test(arguments: [WakeOrder.deferred, .hold])
     func aWakeWaitsForItsWakeeToSleep(order: WakeOrder) throws {
         // b runs 5 ms and sleeps; a timer wakes a at 6 ms and a wakes b. Replayed at 3× the

@@ -51,5 +51,10 @@ int creplay_set_affinity(int tid, const int *cpus, int count);
 int creplay_thread_create(void *(*body)(void *), void *context, size_t stack_size, unsigned long *thread);
 /// pthread_join.
 int creplay_thread_join(unsigned long thread);
+/// CPU a thread with a `stack_size` stack is charged after its body returns (glibc and kernel
+/// exit): the least over `samples` threads created and joined, from the process CPU clock
+/// (other threads of the process running meanwhile only add to it), at most 50 µs; 0 when
+/// no thread can be created.
+uint64_t creplay_thread_exit_cost_ns(size_t stack_size, int samples);
 
 #endif
