@@ -22,6 +22,14 @@ int creplay_futex_wait(uint32_t *word, uint32_t expected, uint64_t timeout_ns) {
     return r == 0 ? 0 : -errno;
 }
 
+int creplay_futex_wait_until(uint32_t *word, uint32_t expected, uint64_t deadline_ns) {
+    struct timespec ts;
+    ts.tv_sec = (time_t)(deadline_ns / 1000000000ull);
+    ts.tv_nsec = (long)(deadline_ns % 1000000000ull);
+    long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET_PRIVATE, expected, &ts, NULL, FUTEX_BITSET_MATCH_ANY);
+    return r == 0 ? 0 : -errno;
+}
+
 int creplay_futex_wake(uint32_t *word, int count) {
     long r = syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
     return r >= 0 ? (int)r : -errno;
@@ -80,7 +88,7 @@ uint64_t creplay_thread_exit_cost_ns(size_t stack_size, int samples) {
         if (cost < best) best = cost;
     }
     if (best == UINT64_MAX) return 0;
-    return best < 50000 ? best : 50000;
+    return best < 20000 ? best : 20000;
 }
 
 int creplay_sleep_until(uint64_t deadline_ns) {

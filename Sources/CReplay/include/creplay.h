@@ -10,6 +10,9 @@
 /// futex(FUTEX_WAIT_PRIVATE) on `word` while it equals `expected`, for at most
 /// `timeout_ns` (0: no limit). Returns 0 when woken, or -errno (EAGAIN, ETIMEDOUT, EINTR).
 int creplay_futex_wait(uint32_t *word, uint32_t expected, uint64_t timeout_ns);
+/// futex_wait on `word` while it holds `expected`, until `deadline_ns` (CLOCK_MONOTONIC,
+/// absolute; FUTEX_WAIT_BITSET). Returns 0 when woken, or -errno (-ETIMEDOUT at the deadline).
+int creplay_futex_wait_until(uint32_t *word, uint32_t expected, uint64_t deadline_ns);
 /// futex(FUTEX_WAKE_PRIVATE): wakes up to `count` waiters. Returns the number woken or -errno.
 int creplay_futex_wake(uint32_t *word, int count);
 
@@ -53,7 +56,7 @@ int creplay_thread_create(void *(*body)(void *), void *context, size_t stack_siz
 int creplay_thread_join(unsigned long thread);
 /// CPU a thread with a `stack_size` stack is charged after its body returns (glibc and kernel
 /// exit): the least over `samples` threads created and joined, from the process CPU clock
-/// (other threads of the process running meanwhile only add to it), at most 50 µs; 0 when
+/// (other threads of the process running meanwhile only add to it), at most 20 µs; 0 when
 /// no thread can be created.
 uint64_t creplay_thread_exit_cost_ns(size_t stack_size, int samples);
 
