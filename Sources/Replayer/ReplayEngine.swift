@@ -462,7 +462,7 @@ public final class ReplayEngine: @unchecked Sendable {
                 cpuNanoseconds: ctx.cpuUsed, wakesReceived: UInt64(ctx.wakeLatencies.count) + ctx.waitsAlreadySatisfied,
                 sleeps: ctx.waits + ctx.timedSleeps, timedSleeps: ctx.timedSleeps,
                 wakeupLatencyP50: own.percentile(50), wakeupLatencyP99: own.percentile(99),
-                voluntarySwitches: ctx.voluntarySwitches))
+                voluntarySwitches: ctx.voluntarySwitches, exitAllowanceNanoseconds: ctx.exitAllowance))
         }
         let run = ReplayRun(
             index: index, warmup: warmup, startWallTimeNanoseconds: wallStart, makespanNanoseconds: end - start,
@@ -486,8 +486,9 @@ final class SharedState: @unchecked Sendable {
     var startTime: UnsafeMutablePointer<UInt64> { (memory + 2 * Self.line).assumingMemoryBound(to: UInt64.self) }
     var stopWord: UnsafeMutablePointer<UInt32> { (memory + 3 * Self.line).assumingMemoryBound(to: UInt32.self) }
     var doneWord: UnsafeMutablePointer<UInt32> { (memory + 4 * Self.line).assumingMemoryBound(to: UInt32.self) }
-    /// Bumped (and the coordinating thread woken) when a thread ends or hands over deferred
-    /// wakes, and when a wakee with a handed-off wake (`handedOffTo`) reaches a wait.
+    /// Bumped (and the coordinating thread woken) when the last thread ends, when a thread
+    /// hands over deferred wakes, and when a wakee with a handed-off wake (`handedOffTo`)
+    /// reaches a wait.
     var coordinatorWord: UnsafeMutablePointer<UInt32> { (memory + 5 * Self.line).assumingMemoryBound(to: UInt32.self) }
     /// Deferred wakes handed to the coordinating thread and not delivered yet (`handedOff`;
     /// per wakee: `handedOffTo`), and how many it delivered in all (+4).
@@ -662,6 +663,9 @@ final class ThreadContext: @unchecked Sendable {
     /// forward). A burn whose target is below it is done without reading the clock, which
     /// costs a system call (0.55–0.7 µs here, more than many recorded runs).
     var cpuSeen: UInt64 = 0
+    /// What the program's last run left out for the thread's exit (`ReplayEngine.threadExitCost`,
+    /// at most that run's length).
+    var exitAllowance: UInt64 = 0
     /// Deferred wakes not delivered yet, in the order they were reached.
     var pending: [PendingWake] = []
     typealias PendingWake = (edge: Int, target: Int, armed: UnsafeMutablePointer<UInt32>, ordinal: UInt32)
@@ -758,7 +762,9 @@ final class ThreadContext: @unchecked Sendable {
             case let .run(ns):
                 let length = Double(ns) * scale
                 cpuTarget += length
-                burn(until: UInt64(saturatingNanoseconds: index == lastRun ? cpuTarget - min(length, exitCost) : cpuTarget))
+                if index == lastRun { exitAllowance = UInt64(saturatingNanoseconds: min(length, exitCost)) }
+                let target = UInt64(saturatingNanoseconds: cpuTarget)
+                burn(until: target > exitAllowance ? target - exitAllowance : 0)
             case let .wait(edge, count, recordedWake):
                 waits += 1
                 let (counter, target) = arrive(edge: edge, count: count, order: order)
@@ -815,7 +821,11 @@ final class ThreadContext: @unchecked Sendable {
                 // changes and wakes. Sleeping in 1 s slices to see a stop request made a 1.6 s
                 // sleep two (rt-app's main thread: 17 sleeps recorded, 31 replayed).
                 while now < deadline && !shared.isStopped {
-                    _ = creplay_futex_wait_until(shared.stopWord, 0, deadline)
+                    let r = creplay_futex_wait_until(shared.stopWord, 0, deadline)
+                    if r != 0 && r != -ETIMEDOUT && r != -EAGAIN && r != -EINTR {
+                        // No FUTEX_WAIT_BITSET (a sandbox): the old way, in slices.
+                        _ = creplay_sleep_until(min(deadline, now.adding(saturating: 1_000_000_000)))
+                    }
                     now = creplay_monotonic_ns()
                 }
                 overshoots.append(now > deadline ? now - deadline : 0)

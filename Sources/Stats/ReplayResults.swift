@@ -178,11 +178,19 @@ public struct ReplayTaskResult: Equatable, Sendable, Codable {
     /// switches, getrusage): what a recording of the replay would count as sleeps, against
     /// `sleeps` from the trace; absent in older files.
     public var voluntarySwitches: UInt64?
+    /// What the thread's last run left out for what its exit costs after `cpuNanoseconds` was
+    /// read (`ReplayResults.threadExitCostNanoseconds`, at most the last run's length): its CPU,
+    /// exit included, is about `cpuNanoseconds` + this. Absent in older files.
+    public var exitAllowanceNanoseconds: UInt64?
+
+    /// `cpuNanoseconds` plus the exit allowance: what to compare with `recordedCpuNanoseconds`.
+    public var cpuWithExitNanoseconds: UInt64 { cpuNanoseconds.addingReportingOverflow(exitAllowanceNanoseconds ?? 0).partialValue }
 
     public init(originalTid: Int32, replayTid: Int32, comm: String, recordedCpuNanoseconds: UInt64, cpuNanoseconds: UInt64,
                 wakesReceived: UInt64, sleeps: UInt64, timedSleeps: UInt64, wakeupLatencyP50: UInt64, wakeupLatencyP99: UInt64,
-                voluntarySwitches: UInt64? = nil) {
+                voluntarySwitches: UInt64? = nil, exitAllowanceNanoseconds: UInt64? = nil) {
         self.voluntarySwitches = voluntarySwitches
+        self.exitAllowanceNanoseconds = exitAllowanceNanoseconds
         self.originalTid = originalTid
         self.replayTid = replayTid
         self.comm = comm

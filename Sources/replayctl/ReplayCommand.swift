@@ -266,7 +266,7 @@ struct ReplaySummary {
         for r in runs {
             let recorded = r.tasks.reduce(0.0) { $0 + Double($1.recordedCpuNanoseconds) }
             guard recorded > 0 else { continue }
-            let weighted = r.tasks.reduce(0.0) { $0 + abs(Double($1.cpuNanoseconds) - Double($1.recordedCpuNanoseconds)) }
+            let weighted = r.tasks.reduce(0.0) { $0 + abs(Double($1.cpuWithExitNanoseconds) - Double($1.recordedCpuNanoseconds)) }
             errors.append(weighted / recorded * 100)
         }
         if !errors.isEmpty {
