@@ -71,21 +71,21 @@ import TraceFormat
         }
     }
 
-    /// b runs 5 ms and sleeps; a timer wakes a at 6 ms, a wakes b and runs on for
-    /// `wakerRunsOnFor` µs before it exits.
-    func lateWakee(wakerRunsOnFor: UInt64) -> ReplayPlan {
+    /// b runs 5 ms (`wakeeSleepsAt` µs) and sleeps; a timer wakes a at 6 ms (`wakeAt`), a
+    /// wakes b and runs on for `wakerRunsOnFor` µs before it exits.
+    func lateWakee(wakerRunsOnFor: UInt64, wakeeSleepsAt: UInt64 = 5000, wakeAt: UInt64 = 6000) -> ReplayPlan {
         var s = TraceScript()
         let a = s.task("a"), b = s.task("b")
         s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
         s.at(0, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
         s.at(1, .switchTask(prev: a, prevState: .sleeping, next: .idle))
-        s.at(5000, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
-        s.at(6000, .waking(waker: .idle, target: a, targetCPU: CPU(0), context: .hardIRQ))
-        s.at(6001, .switchTask(prev: .idle, prevState: .running, next: a))
-        s.at(6002, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
-        s.at(6010, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
-        s.at(6020, cpu: 1, .exit(task: b))
-        s.at(6002 + wakerRunsOnFor, .exit(task: a))
+        s.at(wakeeSleepsAt, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+        s.at(wakeAt, .waking(waker: .idle, target: a, targetCPU: CPU(0), context: .hardIRQ))
+        s.at(wakeAt + 1, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(wakeAt + 2, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
+        s.at(wakeAt + 10, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(wakeAt + 20, cpu: 1, .exit(task: b))
+        s.at(wakeAt + 2 + wakerRunsOnFor, .exit(task: a))
         return s.plan()
     }
 
@@ -173,19 +173,8 @@ import TraceFormat
         // a sleeps 1.6 s on a timer, then wakes b, which slept all that time for it: one sleep
         // each in the trace, so one block each in the replay (sleeping in 1 s slices, so as to
         // see a stop request, blocked each of them twice).
-        var s = TraceScript()
-        let a = s.task("a"), b = s.task("b")
-        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
-        s.at(0, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
-        s.at(100, .switchTask(prev: a, prevState: .sleeping, next: .idle))
-        s.at(100, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
-        s.at(1_600_000, .waking(waker: .idle, target: a, targetCPU: CPU(0), context: .hardIRQ))
-        s.at(1_600_000, .switchTask(prev: .idle, prevState: .running, next: a))
-        s.at(1_600_100, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
-        s.at(1_600_110, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
-        s.at(1_600_200, cpu: 1, .exit(task: b))
-        s.at(1_600_200, .exit(task: a))
-        let run = try ReplayEngine(plan: s.plan()).run(index: 0, warmup: false).run
+        let plan = lateWakee(wakerRunsOnFor: 100, wakeeSleepsAt: 100, wakeAt: 1_600_000)
+        let run = try ReplayEngine(plan: plan).run(index: 0, warmup: false).run
         #expect(run.counts.timedSleeps == 1)
         #expect(run.counts.timedOutWaits == 0)
         for task in run.tasks {
