@@ -1190,8 +1190,8 @@ final class ThreadContext: @unchecked Sendable {
             // timeout: a second after the recorded wake time, or from now if that is past. Not
             // sooner: every timeout of a wait still legitimately pending is a sleep the trace
             // does not have (1 s slices made a 1.6 s wait two sleeps).
-            let slice = max(1_000_000_000, expected.adding(saturating: 1_000_000_000) > now ? expected.adding(saturating: 1_000_000_000) - now : 0)
-            let r = creplay_futex_wait(myFutex, sequence, min(giveUp - now, slice))
+            let recheck = expected.adding(saturating: 1_000_000_000)
+            let r = creplay_futex_wait(myFutex, sequence, min(giveUp - now, max(1_000_000_000, recheck > now ? recheck - now : 0)))
             if r == 0 {
                 blocked = true
             } else if r == -ETIMEDOUT && creplay_load32(counter) >= target {

@@ -16,8 +16,9 @@ public struct ReplayResults: Equatable, Sendable, Codable {
     /// held, or why it could not); absent in older files and when there is nothing to say.
     public var notes: [String]?
     /// CPU a replay thread is charged after its program ends (its exit), measured when the
-    /// replay starts; each thread's last run leaves it out, so `tasks[].cpuNanoseconds` is
-    /// that much under the recorded CPU by design. Absent in older files.
+    /// replay starts; each thread's last run leaves it out (at most that run's length), so
+    /// `tasks[].cpuNanoseconds` is up to that much under the recorded CPU by design
+    /// (`exitAllowanceNanoseconds` says how much). Absent in older files.
     public var threadExitCostNanoseconds: UInt64?
 
     public init(tool: String, trace: TraceIdentity, machine: MachineDescription, options: [String: String], runs: [ReplayRun] = [],
@@ -184,7 +185,10 @@ public struct ReplayTaskResult: Equatable, Sendable, Codable {
     public var exitAllowanceNanoseconds: UInt64?
 
     /// `cpuNanoseconds` plus the exit allowance: what to compare with `recordedCpuNanoseconds`.
-    public var cpuWithExitNanoseconds: UInt64 { cpuNanoseconds.addingReportingOverflow(exitAllowanceNanoseconds ?? 0).partialValue }
+    public var cpuWithExitNanoseconds: UInt64 {
+        let (sum, overflow) = cpuNanoseconds.addingReportingOverflow(exitAllowanceNanoseconds ?? 0)
+        return overflow ? .max : sum
+    }
 
     public init(originalTid: Int32, replayTid: Int32, comm: String, recordedCpuNanoseconds: UInt64, cpuNanoseconds: UInt64,
                 wakesReceived: UInt64, sleeps: UInt64, timedSleeps: UInt64, wakeupLatencyP50: UInt64, wakeupLatencyP99: UInt64,
