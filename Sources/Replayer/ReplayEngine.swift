@@ -613,7 +613,8 @@ final class SharedState: @unchecked Sendable {
 
     var isStopped: Bool { creplay_load32(stopWord) != 0 }
 
-    /// Stops every thread: waits and sleeps return at once.
+    /// Stops every thread: waits, and timed sleeps over 100 ms, return at once (a shorter
+    /// sleep runs to its deadline).
     func stop() {
         creplay_store32(stopWord, 1)
         _ = creplay_futex_wake(stopWord, Int32.max)  // threads in a timed sleep
