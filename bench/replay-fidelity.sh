@@ -139,4 +139,23 @@ for n in names:
         if statistics.median(x.get("originalEdgeWakeups", 1000) for x in rows) >= 20:
             judged.append(med("edgeSimilarity") >= 0.98)
         print(f"{n:16} {label[tool]:9} {tasks:>5.0f} " + " ".join(cells) + f" {sum(judged):>6}/{len(judged)}")
+# Single rounds move a lot on a shared VM: the spread behind each replayctl median.
+print(f"replayctl, lowest–highest over the {rounds} rounds")
+print(f"{'workload':16} " + " ".join(f"{k[1]:>15}" for k in keys[:4]))
+for n in names:
+    rows = []
+    for r in range(1, rounds + 1):
+        try:
+            j = json.load(open(f"{out}/{n}-{r}/ours-fidelity.json"))
+            if j.get("matchedTasks"): rows.append(j)
+        except Exception:
+            pass
+    if not rows:
+        continue
+    cells = []
+    for k, _, scale, unit in keys[:4]:
+        v = [x[k] * scale for x in rows]
+        f = ".2f" if unit == "%" else ".3f"
+        cells.append(f"{f'{min(v):{f}}–{max(v):{f}}{unit}':>15}")
+    print(f"{n:16} " + " ".join(cells))
 EOF
