@@ -112,6 +112,7 @@ print("rerun: the workload itself recorded a second time, against the first (the
 label = {"ours": "replayctl", "perf": "perf", "rerun": "rerun"}
 print("targets: the issue's (CPU ≤ 3 %, sleeps ≤ 2 %, edges ≥ 0.98 over ≥ 20 wakeups, makespan ±5 %) met by the medians, of those judged")
 print(f"{'workload':16} {'tool':9} {'tasks':>5} " + " ".join(f"{k[1]:>10}" for k in keys) + f" {'targets':>8}")
+ours = {}
 for n in names:
     for tool in ("ours", "perf", "rerun"):
         rows = []
@@ -122,6 +123,7 @@ for n in names:
                 if j.get("matchedTasks"): rows.append(j)
             except Exception:
                 pass
+        if tool == "ours": ours[n] = rows
         if not rows:
             print(f"{n:16} {label[tool]:9} {'-':>5}  (no result)")
             continue
@@ -143,13 +145,7 @@ for n in names:
 print(f"replayctl, lowest–highest over the {rounds} rounds")
 print(f"{'workload':16} " + " ".join(f"{k[1]:>15}" for k in keys[:4]))
 for n in names:
-    rows = []
-    for r in range(1, rounds + 1):
-        try:
-            j = json.load(open(f"{out}/{n}-{r}/ours-fidelity.json"))
-            if j.get("matchedTasks"): rows.append(j)
-        except Exception:
-            pass
+    rows = ours.get(n)
     if not rows:
         continue
     cells = []

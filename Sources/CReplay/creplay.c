@@ -11,21 +11,28 @@
 #include <time.h>
 #include <unistd.h>
 
+static struct timespec timespec_of(uint64_t ns) {
+    struct timespec ts;
+    ts.tv_sec = (time_t)(ns / 1000000000ull);
+    ts.tv_nsec = (long)(ns % 1000000000ull);
+    return ts;
+}
+
+static uint64_t clock_ns(clockid_t clock) {
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 int creplay_futex_wait(uint32_t *word, uint32_t expected, uint64_t timeout_ns) {
-    struct timespec ts, *tp = NULL;
-    if (timeout_ns) {
-        ts.tv_sec = (time_t)(timeout_ns / 1000000000ull);
-        ts.tv_nsec = (long)(timeout_ns % 1000000000ull);
-        tp = &ts;
-    }
+    struct timespec ts = timespec_of(timeout_ns);
+    struct timespec *tp = timeout_ns ? &ts : NULL;
     long r = syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, tp, NULL, 0);
     return r == 0 ? 0 : -errno;
 }
 
 int creplay_futex_wait_until(uint32_t *word, uint32_t expected, uint64_t deadline_ns) {
-    struct timespec ts;
-    ts.tv_sec = (time_t)(deadline_ns / 1000000000ull);
-    ts.tv_nsec = (long)(deadline_ns % 1000000000ull);
+    struct timespec ts = timespec_of(deadline_ns);
     long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET_PRIVATE, expected, &ts, NULL, FUTEX_BITSET_MATCH_ANY);
     return r == 0 ? 0 : -errno;
 }
@@ -45,23 +52,9 @@ int creplay_cas32(uint32_t *word, uint32_t expected, uint32_t desired) {
 uint64_t creplay_load64(const uint64_t *word) { return __atomic_load_n(word, __ATOMIC_SEQ_CST); }
 void creplay_store64(uint64_t *word, uint64_t value) { __atomic_store_n(word, value, __ATOMIC_SEQ_CST); }
 
-uint64_t creplay_monotonic_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+uint64_t creplay_monotonic_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 
-uint64_t creplay_thread_cpu_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t process_cpu_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+uint64_t creplay_thread_cpu_ns(void) { return clock_ns(CLOCK_THREAD_CPUTIME_ID); }
 
 static void *exit_probe(void *end) {
     *(uint64_t *)end = creplay_thread_cpu_ns();
@@ -76,13 +69,13 @@ uint64_t creplay_thread_exit_cost_ns(size_t stack_size, int samples) {
     uint64_t best = UINT64_MAX;
     for (int i = 0; i < samples; i++) {
         uint64_t end = 0;
-        uint64_t p0 = process_cpu_ns(), o0 = creplay_thread_cpu_ns();
+        uint64_t p0 = clock_ns(CLOCK_PROCESS_CPUTIME_ID), o0 = creplay_thread_cpu_ns();
         unsigned long t;
         if (creplay_thread_create(exit_probe, &end, stack_size, &t) != 0) break;
         creplay_thread_join(t);
         /* The join can return while the thread is still on its way out on another CPU. */
         creplay_sleep_until(creplay_monotonic_ns() + 200000);
-        uint64_t o1 = creplay_thread_cpu_ns(), p1 = process_cpu_ns();
+        uint64_t o1 = creplay_thread_cpu_ns(), p1 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
         int64_t others = (int64_t)(p1 - p0) - (int64_t)(o1 - o0) - (int64_t)end;
         uint64_t cost = others > 0 ? (uint64_t)others : 0;
         if (cost < best) best = cost;
@@ -92,9 +85,7 @@ uint64_t creplay_thread_exit_cost_ns(size_t stack_size, int samples) {
 }
 
 int creplay_sleep_until(uint64_t deadline_ns) {
-    struct timespec ts;
-    ts.tv_sec = (time_t)(deadline_ns / 1000000000ull);
-    ts.tv_nsec = (long)(deadline_ns % 1000000000ull);
+    struct timespec ts = timespec_of(deadline_ns);
     int r;
     do {
         r = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
