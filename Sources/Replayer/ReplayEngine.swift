@@ -22,6 +22,10 @@ public struct ReplayOptions: Sendable {
     /// A wait still without its wake this long after the recorded wake time is abandoned and
     /// counted (never a hang).
     public var waitTimeoutNanoseconds: UInt64 = 10_000_000_000
+    /// A blocked thread looks again this long after the recorded wake time (or after it
+    /// blocked, if later), then after twice as long each time: a wake counted but never
+    /// futex-woken (`wakesMissed`) cannot strand it.
+    public var waitRecheckNanoseconds: UInt64 = 1_000_000_000
     /// Timer slack of replay threads (the default 50 µs would add 50–100 µs to every sleep).
     public var timerSlackNanoseconds: UInt = 1
     /// What a waker does with a wake whose wakee was asleep at that wake in the trace but
@@ -1185,6 +1189,7 @@ final class ThreadContext: @unchecked Sendable {
         let waitingFlag = shared.waiting(program)
         var blocked = false
         var outcome = BlockOutcome.reached
+        var slice = engine.options.waitRecheckNanoseconds, recheck: UInt64 = 0
         _ = creplay_add32(shared.blockSequence(program), 1)
         while true {
             creplay_store64(shared.committedAt(program), creplay_monotonic_ns())
@@ -1197,9 +1202,12 @@ final class ThreadContext: @unchecked Sendable {
             // A wake counted but never futex_woken (a bug: `wakesMissed`) shows up at the
             // timeout: a second after the recorded wake time, or from now if that is past. Not
             // sooner: every timeout of a wait still legitimately pending is a sleep the trace
-            // does not have (1 s slices made a 1.6 s wait two sleeps).
-            let recheck = expected.adding(saturating: 1_000_000_000)
-            let r = creplay_futex_wait(myFutex, sequence, min(giveUp - now, max(1_000_000_000, recheck > now ? recheck - now : 0)))
+            // does not have (1 s slices made a 1.6 s wait two sleeps), and each one after
+            // that waits twice as long as the one before (a replay behind the recorded wake
+            // times, `--cpu-scale` above 1, timed out once a second in every such wait).
+            if recheck == 0 { recheck = max(expected.adding(saturating: slice), now.adding(saturating: slice)) }
+            else if now >= recheck { slice = slice.multipliedReportingOverflow(by: 2).overflow ? .max : slice * 2; recheck = now.adding(saturating: slice) }
+            let r = creplay_futex_wait(myFutex, sequence, min(giveUp - now, recheck > now ? recheck - now : 1))
             if r == 0 {
                 blocked = true
             } else if r == -ETIMEDOUT && creplay_load32(counter) >= target {

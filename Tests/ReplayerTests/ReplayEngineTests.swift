@@ -183,6 +183,33 @@ import TraceFormat
         #expect(run.makespanNanoseconds >= 1_600_000_000)
     }
 
+    @Test func aWaitFarBehindItsRecordedWakeLooksAgainLessAndLessOften() throws {
+        // b blocks at once for a's wake, which came after a's 100 µs run in the trace; at
+        // --cpu-scale 4000 the run takes 400 ms, so b's wait runs ~400 ms past its recorded
+        // wake. Looking again every 50 ms would wake b 8 times; doubling the interval (50,
+        // 100, 200 ms) wakes it 3 times before the wake comes.
+        var s = TraceScript()
+        let a = s.task("a"), b = s.task("b")
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
+        s.at(0, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(1, cpu: 1, .switchTask(prev: b, prevState: .sleeping, next: .idle))
+        s.at(100, .waking(waker: a, target: b, targetCPU: CPU(1), context: .task))
+        s.at(101, .exit(task: a))
+        s.at(110, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
+        s.at(111, cpu: 1, .exit(task: b))
+        var options = ReplayOptions()
+        options.cpuScale = 4000
+        options.waitRecheckNanoseconds = 50_000_000
+        let run = try ReplayEngine(plan: s.plan(), options: options).run(index: 0, warmup: false).run
+        #expect(run.counts.timedOutWaits == 0)
+        #expect((run.counts.wakesMissed ?? 0) == 0)
+        let wakee = try #require(run.tasks.first { $0.comm == "b" })
+        #expect(wakee.wakesReceived == 1)
+        // 3 looks and the wake; one more if the machine delayed the waker past 750 ms.
+        #expect(wakee.voluntarySwitches.map { $0 >= 3 && $0 <= 5 } == true, "b blocked \(String(describing: wakee.voluntarySwitches)) times")
+        #expect(run.makespanNanoseconds >= 400_000_000)
+    }
+
     @Test func timedSleepsKeepAbsoluteDeadlines() throws {
         var s = TraceScript()
         let a = s.task("timer")
@@ -358,12 +385,13 @@ import TraceFormat
 
     @Test func aWakerAboutToWaitForItsLateWakeeWakesItItself() throws {
         // a runs 51 ms, wakes b (asleep since 50.04 ms in the trace) and waits for b, which
-        // runs 90 µs and wakes a; a runs 80 ms more. Replayed at half the CPU time, a
-        // reaches its wake at ~25 ms, while b is still in a timed sleep until 50 ms: a
+        // runs 90 µs and wakes a; a runs 250 ms more. Replayed at a fifth of the CPU time, a
+        // reaches its wake at ~10 ms, while b is still in a timed sleep until 50 ms: a
         // defers the wake, and must then block for b's wake, which cannot come before b gets
         // a's. a spins for b to reach its wait and wakes it itself (the kernel sees a wake b,
         // as in the trace); without that spin, a's wake goes to the coordinating thread.
-        // (Margins of 25 ms: other suites load the machine.)
+        // (Margins of 40 ms: other suites load the machine; at half the CPU time and 25 ms,
+        // a once reached its wake after b's timer, in the half without the spin.)
         var s = TraceScript()
         let a = s.task("a"), b = s.task("b")
         s.at(0, .switchTask(prev: .idle, prevState: .running, next: a))
@@ -377,14 +405,14 @@ import TraceFormat
         s.at(51_010, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: b))
         s.at(51_100, cpu: 1, .waking(waker: b, target: a, targetCPU: CPU(0), context: .task))
         s.at(51_110, .switchTask(prev: .idle, prevState: .running, next: a))
-        // a's last run, 80 ms, leaves its spin 40 ms of CPU budget (spins stop at the
+        // a's last run, 250 ms, leaves its spin 50 ms of CPU budget (spins stop at the
         // recorded CPU time; later burns absorb what they used).
-        s.at(131_110, .exit(task: a))
+        s.at(301_110, .exit(task: a))
         // b's last run, 2 ms: a wake b defers for a (not blocked yet) is delivered by b.
         s.at(53_100, cpu: 1, .exit(task: b))
         let plan = s.plan()
         var options = ReplayOptions()
-        options.cpuScale = 0.5
+        options.cpuScale = 0.2
         // Long enough for b's timer wakeup on a loaded test machine.
         options.wakeeSpinNanoseconds = 100_000_000
         let run = try ReplayEngine(plan: plan, options: options).run(index: 0, warmup: false).run
