@@ -8,6 +8,9 @@ import TraceFormat
 public struct ReplayOptions: Sendable {
     /// Multiplies every recorded run length (a machine twice as fast: 0.5).
     public var cpuScale: Double = 1
+    /// Find processes whose threads ran one at a time (`LockGroup`) and issue their wakes at
+    /// the waker's block where the trace shows the wakee waiting for it (`PlanBuilder`).
+    public var inferLocks = true
     /// Apply the recorded CPU affinity (folded onto the CPUs present).
     public var applyAffinity = true
     /// Apply the recorded policy, nice value and real-time priority.

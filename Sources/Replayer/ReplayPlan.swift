@@ -1,3 +1,4 @@
+import Foundation
 import TraceFormat
 
 /// One step of a replayed task's program.
@@ -91,6 +92,39 @@ public struct TaskProgram: Equatable, Sendable {
 
 /// Everything the engine needs to replay a trace: one program per selected task and the
 /// wake edges between them.
+/// A process whose threads ran one at a time in the trace (at the same time for less than
+/// `PlanBuilder.lockOverlapLimit` of the time any of them ran): taken to share a lock, such as
+/// CPython's GIL, which the trace cannot show.
+public struct LockGroup: Equatable, Sendable {
+    public var tgid: Int32
+    public var comm: String
+    /// Its selected threads.
+    public var threads: Int
+    /// Trace time during which at least one of them ran, and at least two.
+    public var runningNanoseconds: UInt64
+    public var overlapNanoseconds: UInt64
+    /// Wakes issued at their waker's block instead of where the trace had them
+    /// (`PlanBuilder`, "issueAtBlock").
+    public var wakesAtBlock: Int = 0
+
+    public init(tgid: Int32, comm: String, threads: Int, runningNanoseconds: UInt64, overlapNanoseconds: UInt64) {
+        self.tgid = tgid
+        self.comm = comm
+        self.threads = threads
+        self.runningNanoseconds = runningNanoseconds
+        self.overlapNanoseconds = overlapNanoseconds
+    }
+
+    /// One line for the console and the results' notes.
+    public var description: String {
+        let share = runningNanoseconds > 0 ? Double(overlapNanoseconds) * 100 / Double(runningNanoseconds) : 0
+        return "\(comm) (pid \(tgid)): its \(threads) threads ran one at a time (two at once for "
+            + String(format: "%.1f", share) + " % of their running time: they take turns, or share a lock such as CPython's GIL); "
+            + "\(wakesAtBlock) wakes whose wakee waited for its waker to block are issued at that block "
+            + "(--no-lock-inference keeps them where the trace has them)"
+    }
+}
+
 public struct ReplayPlan: Equatable, Sendable {
     public var programs: [TaskProgram] = []
     public var edges: [WakeEdge] = []
@@ -115,6 +149,8 @@ public struct ReplayPlan: Equatable, Sendable {
     /// The CPU latency limits the selected tasks' QoS requests held (`/dev/cpu_dma_latency`),
     /// offsets from `traceStart`: the replay holds the same limits at the same offsets.
     public var cpuLatency: [CPULatencyHold] = []
+    /// Processes taken to share a lock (`LockGroup`); empty with `--no-lock-inference`.
+    public var lockGroups: [LockGroup] = []
 
     public init() {}
 

@@ -28,7 +28,7 @@ public final class ReplaySession {
             throw ReplayError.nothingToReplay("no task of \(tracePath) matches the selection (see `replayctl info \(tracePath) --limit 0`)")
         }
         var summary = TraceSummary.Builder(taskCount: reader.tasks.count)
-        plan = try PlanBuilder.build(reader: reader, selection: self.selection) { summary.feed($0) }
+        plan = try PlanBuilder.build(reader: reader, selection: self.selection, inferLocks: options.inferLocks) { summary.feed($0) }
         // Damaged timestamps make a plan that would sleep or burn for ages: refuse it.
         let longest: UInt64 = 30 * 86_400 * 1_000_000_000
         if plan.recordedMakespan > longest || plan.programs.contains(where: { $0.recordedCPUNanoseconds > longest }) {
@@ -43,7 +43,7 @@ public final class ReplaySession {
             events: reader.eventCount)
         var optionList: [String: String] = [
             "cpuScale": String(options.cpuScale), "affinity": String(options.applyAffinity), "policy": String(options.applyPolicy),
-            "timerSlackNanoseconds": String(options.timerSlackNanoseconds),
+            "timerSlackNanoseconds": String(options.timerSlackNanoseconds), "lockInference": String(options.inferLocks),
         ]
         if !selection.isDefault {
             optionList["selection"] = "pids=\(selection.pids) comms=\(selection.comms) trees=\(selection.trees) all=\(selection.all)"
@@ -55,6 +55,7 @@ public final class ReplaySession {
         results = ReplayResults(tool: tool, trace: identity, machine: .current(), options: optionList)
         results.threadExitCostNanoseconds = engine.threadExitCost
         if let line = cpuLatencyDescription { results.addNote(line) }
+        for group in plan.lockGroups where group.wakesAtBlock > 0 { results.addNote(group.description) }
         if let line = unreplayedLoad.description(all: selection.all) { results.addNote(line) }
     }
 

@@ -41,6 +41,7 @@ struct Replay: ParsableCommand {
     @Option(help: "Microseconds a wakee that has just committed to block is given to fall asleep before its waker's futex_wake (the waker keeps the wake meanwhile and runs on); 0: wake at once, the wakee may then not sleep.") var wakeSettle = 2.0
     @Flag(help: "End each wait at the k-th wake from the task that woke it in the trace, instead of at the n-th wake from any waker.") var perWakerWaits = false
     @Flag(help: "With pooled waits: give a late wakee's deferred wake only to the wait it ended in the trace, not to whichever wait it is blocked in that still needs a wake.") var deferredWakesToRecordedWaits = false
+    @Flag(help: "Replay the wakes of a process whose threads ran one at a time (a lock they share, like CPython's GIL) where the trace has them, instead of at the waker's block where the woken thread waited for that block.") var noLockInference = false
     @Flag(help: "Do not hold the CPU latency QoS limits the replayed tasks held in the trace (/dev/cpu_dma_latency; cyclictest holds 0 µs, which keeps the CPUs out of deep idle states).") var noPmQos = false
     @Option(help: "Replay tasks with this tid or pid (repeatable).") var pid: [Int32] = []
     @Option(help: "Replay tasks with this command name (repeatable).") var comm: [String] = []
@@ -79,6 +80,7 @@ struct Replay: ParsableCommand {
             options.wakeSettleNanoseconds = UInt64(saturatingNanoseconds: max(0, wakeSettle) * 1000)
             options.maxThreads = maxThreads
             options.applyCPULatency = !noPmQos
+            options.inferLocks = !noLockInference
             let selection = TaskSelection(pids: pid, comms: comm, trees: tree, all: all)
             let session = try ReplaySession(tracePath: trace, selection: selection, options: options, tool: "replayctl \(replayctlVersion)")
             ReplayInterrupt.installSignalHandlers()
@@ -149,6 +151,7 @@ struct Replay: ParsableCommand {
             print("  \(plan.handoffs) wakeup preemptions replayed as hand-offs (the waker resumes when its wakee blocks)")
             if let hint = plan.handOffPlacementHint { print("  hint: \(hint)") }
         }
+        for group in plan.lockGroups where group.wakesAtBlock > 0 { print("  \(group.description)") }
         if plan.inFlightWakes > 0 {
             print("  \(plan.inFlightWakes) sleeps ended by a wake logged just before the sleeper switched out (replayed as waits on it)")
         }

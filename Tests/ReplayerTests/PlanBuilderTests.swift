@@ -18,9 +18,9 @@ struct TraceScript {
         events.append(Event(timestamp: 1_000_000_000 + us * 1000, cpu: CPU(cpu), kind: kind))
     }
 
-    func plan(_ selection: Set<TaskIndex>? = nil) -> ReplayPlan {
+    func plan(_ selection: Set<TaskIndex>? = nil, inferLocks: Bool = true) -> ReplayPlan {
         let s = selection ?? TaskSelection().resolve(tasks)
-        return PlanBuilder.build(events: events, tasks: tasks, selection: s)
+        return PlanBuilder.build(events: events, tasks: tasks, selection: s, inferLocks: inferLocks)
     }
 }
 
@@ -343,6 +343,74 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
         #expect(pa.atoms == [.sleepUntil(offset: 10_000, unmatched: false), .run(nanoseconds: 10_000), .wake(edge: 0, target: 0, rendezvous: 1),
                              .run(nanoseconds: 10_000), .wake(edge: 0, target: 0, rendezvous: 2), .wait(edge: 1, count: 2, recordedWake: 50_000)])
         #expect(pa.sleeps == 1)
+    }
+
+    /// Two threads of process 101 (or of two processes): w runs 1 µs on CPU 1 and sleeps;
+    /// main wakes it at 20 µs on CPU 0, runs on to 50 µs, blocks and gives w its CPU; w runs
+    /// to 61 µs, waking main at 60 µs, and blocks. `overlap`: w also ran on CPU 1 from 100 to
+    /// 300 µs while main did on CPU 0. `oneCPU`: w's first run is not there, every run is on
+    /// CPU 0.
+    func turnTaking(sameProcess: Bool, overlap: Bool = false, oneCPU: Bool = false) -> TraceScript {
+        var s = TraceScript()
+        let main = s.task("main")
+        let w = s.task("w", tgid: sameProcess ? 101 : nil)
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: main))
+        if !oneCPU {
+            s.at(0, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: w))
+            s.at(1, cpu: 1, .switchTask(prev: w, prevState: .sleeping, next: .idle))
+        }
+        s.at(20, .waking(waker: main, target: w, targetCPU: CPU(0), context: .task))
+        s.at(50, .switchTask(prev: main, prevState: .sleeping, next: w))
+        s.at(60, .waking(waker: w, target: main, targetCPU: CPU(0), context: .task))
+        s.at(61, .switchTask(prev: w, prevState: .sleeping, next: main))
+        if overlap {
+            s.at(100, .waking(waker: main, target: w, targetCPU: CPU(1), context: .task))
+            s.at(100, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: w))
+            s.at(300, cpu: 1, .exit(task: w))
+        }
+        s.at(300, .exit(task: main))
+        return s
+    }
+
+    @Test func threadsThatRanOneAtATimeWakeAtTheWakersBlock() throws {
+        // CPython's GIL: w, woken onto main's CPU, could not run before main blocked, and
+        // will not run alongside main in the replay either, wherever the kernel puts it.
+        let s = turnTaking(sameProcess: true)
+        let plan = s.plan()
+        let group = try #require(plan.lockGroups.first)
+        #expect(plan.lockGroups.count == 1)
+        #expect(group.tgid == 101 && group.threads == 2 && group.overlapNanoseconds == 1_000 && group.runningNanoseconds == 300_000)
+        // And main waited for w's block at 61 µs in turn.
+        #expect(group.wakesAtBlock == 2)
+        #expect(group.description.contains("main (pid 101): its 2 threads ran one at a time"))
+        let main = program(plan, "main")
+        #expect(Array(main.atoms.prefix(3)) == [.run(nanoseconds: 50_000), .wake(edge: 0, target: 1, rendezvous: 1),
+                                                .wait(edge: 1, count: 1, recordedWake: 60_000)])
+        #expect(main.recordedCPUNanoseconds == 50_000 + 239_000)
+        #expect(program(plan, "w").atoms == [.run(nanoseconds: 1_000), .wait(edge: 0, count: 1, recordedWake: 20_000),
+                                             .run(nanoseconds: 11_000), .wake(edge: 1, target: 0, rendezvous: 1)])
+        // --no-lock-inference: where the trace has it.
+        let kept = s.plan(inferLocks: false)
+        #expect(kept.lockGroups.isEmpty)
+        #expect(Array(program(kept, "main").atoms.prefix(3)) == [.run(nanoseconds: 20_000), .wake(edge: 0, target: 1, rendezvous: 1),
+                                                                .run(nanoseconds: 30_000)])
+    }
+
+    @Test func threadsThatRanSideBySideOrProcessesKeepTheirWakes() {
+        // The same wait, but w also ran alongside main for 200 of the 300 µs either ran: the
+        // kernel's choice, not a lock, and it stays the kernel's to make.
+        let parallel = turnTaking(sameProcess: true, overlap: true).plan()
+        #expect(parallel.lockGroups.isEmpty)
+        #expect(Array(program(parallel, "main").atoms.prefix(3)) == [.run(nanoseconds: 20_000), .wake(edge: 0, target: 1, rendezvous: 1),
+                                                                    .run(nanoseconds: 30_000)])
+        // Two processes share no lock the trace could hide; threads on one CPU could not
+        // have run at once.
+        for s in [turnTaking(sameProcess: false), turnTaking(sameProcess: true, oneCPU: true)] {
+            let plan = s.plan()
+            #expect(plan.lockGroups.isEmpty)
+            #expect(Array(program(plan, "main").atoms.prefix(3)) == [.run(nanoseconds: 20_000), .wake(edge: 0, target: 1, rendezvous: 1),
+                                                                    .run(nanoseconds: 30_000)])
+        }
     }
 
     @Test func kernelThreadsAreNotSelectedByDefault() {
