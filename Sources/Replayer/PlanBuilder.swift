@@ -526,17 +526,19 @@ public enum PlanBuilder {
             guard let g = lockGroup[tasks[p].tgid], tasks[x].tgid == tasks[p].tgid else { return }
             let program = state[p].program
             let i = state[x].lastWakeAtom
-            let atoms = plan.programs[program].atoms
-            guard i >= 0, i + 1 < atoms.count, case let .wake(_, target, _) = atoms[i] else { return }
-            for a in atoms[(i + 1)...] {
-                switch a {
+            // In place: a copy of the atoms would make each move cost the whole program.
+            let count = plan.programs[program].atoms.count
+            guard i >= 0, i + 1 < count, case let .wake(_, target, _) = plan.programs[program].atoms[i] else { return }
+            for j in (i + 1)..<count {
+                switch plan.programs[program].atoms[j] {
                 case .run: continue
                 case let .wake(_, other, _) where other != target: continue
                 default: return
                 }
             }
+            let wake = plan.programs[program].atoms[i]
             plan.programs[program].atoms[i] = .run(nanoseconds: 0)
-            plan.programs[program].atoms.append(atoms[i])
+            plan.programs[program].atoms.append(wake)
             plan.lockGroups[g].wakesAtBlock += 1
         }
 
