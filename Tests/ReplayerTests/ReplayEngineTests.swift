@@ -210,6 +210,32 @@ import TraceFormat
         #expect(run.makespanNanoseconds >= 400_000_000)
     }
 
+    @Test func aThreadWaitingForItsWakersBlockInAOneAtATimeProcessRunsAfterIt() throws {
+        // Threads of process 101: main runs 20 ms, waking w at 5 ms, and blocks, giving w its
+        // CPU; w runs 10 ms, wakes main and ends; main runs 1 ms more. They ran one at a time
+        // (w's first 1 µs was on CPU 1), so main's wake is issued at its block: w's 10 ms
+        // cannot start before main's 20 ms are done, however many CPUs this machine has.
+        var s = TraceScript()
+        let main = s.task("main"), w = s.task("w", tgid: 101)
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: main))
+        s.at(0, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: w))
+        s.at(1, cpu: 1, .switchTask(prev: w, prevState: .sleeping, next: .idle))
+        s.at(5_000, .waking(waker: main, target: w, targetCPU: CPU(0), context: .task))
+        s.at(20_000, .switchTask(prev: main, prevState: .sleeping, next: w))
+        s.at(30_000, .waking(waker: w, target: main, targetCPU: CPU(0), context: .task))
+        s.at(30_001, .switchTask(prev: w, prevState: .dead, next: main))
+        s.at(30_001, .exit(task: w))
+        s.at(31_001, .exit(task: main))
+        let plan = s.plan()
+        #expect(plan.lockGroups.first?.wakesAtBlock == 1)
+        let run = try ReplayEngine(plan: plan).run(index: 0, warmup: false).run
+        #expect(run.counts.timedOutWaits == 0)
+        #expect(run.makespanNanoseconds >= 30_000_000, "w ran alongside main: \(run.makespanNanoseconds) ns")
+        let wakee = try #require(run.tasks.first { $0.comm == "w" })
+        #expect(wakee.wakesReceived == 1)
+        #expect(wakee.cpuWithExitNanoseconds >= 9_500_000)
+    }
+
     @Test func timedSleepsKeepAbsoluteDeadlines() throws {
         var s = TraceScript()
         let a = s.task("timer")
