@@ -117,7 +117,12 @@ func bareSleepCycleCPU() -> UInt64 {
         _ = try session.run(index: 0, warmup: true)
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("fidelity-\(getpid()).rpl").path
         defer { try? FileManager.default.removeItem(atPath: output) }
-        let recording = try RecordingSession(options: RecordingOptions(target: .pids([getpid()]), outputPath: output))
+        // The whole test process is recorded, other suites' threads too, while 81 replay
+        // threads load both CPUs: the default 4 MiB per CPU (~300 ms of reader delay) once
+        // lost 22 181 events under a full parallel `swift test` (2026-12-08, a slow VM).
+        var recordingOptions = RecordingOptions(target: .pids([getpid()]), outputPath: output)
+        recordingOptions.bufferSizeKilobytes = 32 << 10
+        let recording = try RecordingSession(options: recordingOptions)
         try recording.start()
         let replayed = try session.run(index: 1, warmup: false).run
         let summary = try recording.stop()
