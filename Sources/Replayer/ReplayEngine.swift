@@ -27,7 +27,7 @@ public struct ReplayOptions: Sendable {
     public var waitTimeoutNanoseconds: UInt64 = 10_000_000_000
     /// A blocked thread looks again this long after the recorded wake time (or after it
     /// blocked, if later), then after twice as long each time: a wake counted but never
-    /// futex-woken (`wakesMissed`) cannot strand it.
+    /// futex-woken (`wakesMissed`) cannot strand it. At least 1 ms.
     public var waitRecheckNanoseconds: UInt64 = 1_000_000_000
     /// Timer slack of replay threads (the default 50 µs would add 50–100 µs to every sleep).
     public var timerSlackNanoseconds: UInt = 1
@@ -1192,7 +1192,7 @@ final class ThreadContext: @unchecked Sendable {
         let waitingFlag = shared.waiting(program)
         var blocked = false
         var outcome = BlockOutcome.reached
-        var slice = engine.options.waitRecheckNanoseconds, recheck: UInt64 = 0
+        var slice = max(engine.options.waitRecheckNanoseconds, 1_000_000), recheck: UInt64 = 0
         _ = creplay_add32(shared.blockSequence(program), 1)
         while true {
             creplay_store64(shared.committedAt(program), creplay_monotonic_ns())

@@ -90,41 +90,42 @@ public struct TaskProgram: Equatable, Sendable {
     public var wakeCount: Int { atoms.reduce(0) { if case .wake = $1 { $0 + 1 } else { $0 } } }
 }
 
-/// Everything the engine needs to replay a trace: one program per selected task and the
-/// wake edges between them.
-/// A process whose threads ran one at a time in the trace (at the same time for less than
-/// `PlanBuilder.lockOverlapLimit` of the time any of them ran): taken to share a lock, such as
-/// CPython's GIL, which the trace cannot show.
+/// A process whose threads ran one at a time in the trace (two at once for less than
+/// `PlanBuilder.lockOverlapLimit` of the time its threads other than the busiest ran): taken to
+/// share a lock, such as CPython's GIL, which the trace cannot show, or to take turns.
 public struct LockGroup: Equatable, Sendable {
     public var tgid: Int32
     public var comm: String
     /// Its selected threads.
     public var threads: Int
-    /// Trace time during which at least one of them ran, and at least two.
-    public var runningNanoseconds: UInt64
+    /// How long its threads other than the busiest one ran in all, and how long two or more
+    /// of its threads ran at once.
+    public var othersRunningNanoseconds: UInt64
     public var overlapNanoseconds: UInt64
     /// Wakes issued at their waker's block instead of where the trace had them
     /// (`PlanBuilder`, "issueAtBlock").
     public var wakesAtBlock: Int = 0
 
-    public init(tgid: Int32, comm: String, threads: Int, runningNanoseconds: UInt64, overlapNanoseconds: UInt64) {
+    public init(tgid: Int32, comm: String, threads: Int, othersRunningNanoseconds: UInt64, overlapNanoseconds: UInt64) {
         self.tgid = tgid
         self.comm = comm
         self.threads = threads
-        self.runningNanoseconds = runningNanoseconds
+        self.othersRunningNanoseconds = othersRunningNanoseconds
         self.overlapNanoseconds = overlapNanoseconds
     }
 
     /// One line for the console and the results' notes.
     public var description: String {
-        let share = runningNanoseconds > 0 ? Double(overlapNanoseconds) * 100 / Double(runningNanoseconds) : 0
+        let share = othersRunningNanoseconds > 0 ? Double(overlapNanoseconds) * 100 / Double(othersRunningNanoseconds) : 0
         return "\(comm) (pid \(tgid)): its \(threads) threads ran one at a time (two at once for "
-            + String(format: "%.1f", share) + " % of their running time: they take turns, or share a lock such as CPython's GIL); "
+            + String(format: "%.1f", share) + " % of the time the ones other than the busiest ran: they take turns, or share a lock such as CPython's GIL); "
             + "\(wakesAtBlock) wakes whose wakee waited for its waker to block are issued at that block "
             + "(--no-lock-inference keeps them where the trace has them)"
     }
 }
 
+/// Everything the engine needs to replay a trace: one program per selected task and the
+/// wake edges between them.
 public struct ReplayPlan: Equatable, Sendable {
     public var programs: [TaskProgram] = []
     public var edges: [WakeEdge] = []

@@ -31,6 +31,7 @@ struct Export: ParsableCommand {
     @Option(help: "rt-app: most phases per task; longer programs are cut (and say so).") var maxPhases = 2000
     @Option(help: "rt-app: global duration cap in seconds (default: 2 × the recorded makespan + 1 s).") var duration: Int?
     @Option(help: "rt-app: calibration, a CPU (CPU0) or a fixed ns per loop (skips rt-app's ~10 s calibration).") var calibration = "CPU0"
+    @Flag(help: "rt-app: as `replay --no-lock-inference`, keep the wakes of a process whose threads ran one at a time where the trace has them.") var noLockInference = false
 
     func run() throws {
         try reportingErrors {
@@ -55,7 +56,7 @@ struct Export: ParsableCommand {
             case .rtApp:
                 let selection = TaskSelection(pids: pid, comms: comm, trees: tree, all: all).resolve(reader.tasks)
                 guard !selection.isEmpty else { throw CommandError.usage("\(trace): no task matches the selection") }
-                let plan = try PlanBuilder.build(reader: reader, selection: selection)
+                let plan = try PlanBuilder.build(reader: reader, selection: selection, inferLocks: !noLockInference)
                 var options = RtAppExporter.Options()
                 options.maxPhasesPerTask = max(1, maxPhases)
                 options.durationSeconds = duration
@@ -64,6 +65,7 @@ struct Export: ParsableCommand {
                 handle.write(Data(result.json.utf8))
                 printError("wrote \(output): \(result.taskCount) rt-app threads, \(result.phaseCount) phases "
                            + "(\(result.atomCount) atoms compressed), duration cap \(result.durationSeconds) s")
+                for group in plan.lockGroups where group.wakesAtBlock > 0 { printError("  \(group.description)") }
                 for note in result.notes { printError("  \(note)") }
             }
         }

@@ -347,10 +347,11 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
 
     /// Two threads of process 101 (or of two processes): w runs 1 µs on CPU 1 and sleeps;
     /// main wakes it at 20 µs on CPU 0, runs on to 50 µs, blocks and gives w its CPU; w runs
-    /// to 61 µs, waking main at 60 µs, and blocks. `overlap`: w also ran on CPU 1 from 100 to
-    /// 300 µs while main did on CPU 0. `oneCPU`: w's first run is not there, every run is on
-    /// CPU 0.
-    func turnTaking(sameProcess: Bool, overlap: Bool = false, oneCPU: Bool = false) -> TraceScript {
+    /// to 191 µs, waking main at 190 µs, and blocks; main runs to 300 µs. `between` adds
+    /// events between 20 and 50 µs. `overlap`: w also ran on CPU 1 from 200 to 300 µs while
+    /// main did on CPU 0. `oneCPU`: w's first run is not there, every run is on CPU 0.
+    func turnTaking(sameProcess: Bool = true, overlap: Bool = false, oneCPU: Bool = false,
+                    between: (inout TraceScript, TaskIndex, TaskIndex) -> Void = { _, _, _ in }) -> TraceScript {
         var s = TraceScript()
         let main = s.task("main")
         let w = s.task("w", tgid: sameProcess ? 101 : nil)
@@ -360,12 +361,13 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
             s.at(1, cpu: 1, .switchTask(prev: w, prevState: .sleeping, next: .idle))
         }
         s.at(20, .waking(waker: main, target: w, targetCPU: CPU(0), context: .task))
+        between(&s, main, w)
         s.at(50, .switchTask(prev: main, prevState: .sleeping, next: w))
-        s.at(60, .waking(waker: w, target: main, targetCPU: CPU(0), context: .task))
-        s.at(61, .switchTask(prev: w, prevState: .sleeping, next: main))
+        s.at(190, .waking(waker: w, target: main, targetCPU: CPU(0), context: .task))
+        s.at(191, .switchTask(prev: w, prevState: .sleeping, next: main))
         if overlap {
-            s.at(100, .waking(waker: main, target: w, targetCPU: CPU(1), context: .task))
-            s.at(100, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: w))
+            s.at(200, .waking(waker: main, target: w, targetCPU: CPU(1), context: .task))
+            s.at(200, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: w))
             s.at(300, cpu: 1, .exit(task: w))
         }
         s.at(300, .exit(task: main))
@@ -375,20 +377,20 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
     @Test func threadsThatRanOneAtATimeWakeAtTheWakersBlock() throws {
         // CPython's GIL: w, woken onto main's CPU, could not run before main blocked, and
         // will not run alongside main in the replay either, wherever the kernel puts it.
-        let s = turnTaking(sameProcess: true)
+        let s = turnTaking()
         let plan = s.plan()
         let group = try #require(plan.lockGroups.first)
         #expect(plan.lockGroups.count == 1)
-        #expect(group.tgid == 101 && group.threads == 2 && group.overlapNanoseconds == 1_000 && group.runningNanoseconds == 300_000)
-        // And main waited for w's block at 61 µs in turn.
+        // Two at once for 1 µs of the 142 µs that w (not the busiest, main) ran.
+        #expect(group.tgid == 101 && group.threads == 2 && group.overlapNanoseconds == 1_000 && group.othersRunningNanoseconds == 142_000)
+        // And main waited for w's block at 191 µs in turn.
         #expect(group.wakesAtBlock == 2)
-        #expect(group.description.contains("main (pid 101): its 2 threads ran one at a time"))
+        #expect(group.description.contains("main (pid 101): its 2 threads ran one at a time (two at once for 0.7 %"))
         let main = program(plan, "main")
-        #expect(Array(main.atoms.prefix(3)) == [.run(nanoseconds: 50_000), .wake(edge: 0, target: 1, rendezvous: 1),
-                                                .wait(edge: 1, count: 1, recordedWake: 60_000)])
-        #expect(main.recordedCPUNanoseconds == 50_000 + 239_000)
+        #expect(main.atoms == [.run(nanoseconds: 50_000), .wake(edge: 0, target: 1, rendezvous: 1),
+                               .wait(edge: 1, count: 1, recordedWake: 190_000), .run(nanoseconds: 109_000)])
         #expect(program(plan, "w").atoms == [.run(nanoseconds: 1_000), .wait(edge: 0, count: 1, recordedWake: 20_000),
-                                             .run(nanoseconds: 11_000), .wake(edge: 1, target: 0, rendezvous: 1)])
+                                             .run(nanoseconds: 141_000), .wake(edge: 1, target: 0, rendezvous: 1)])
         // --no-lock-inference: where the trace has it.
         let kept = s.plan(inferLocks: false)
         #expect(kept.lockGroups.isEmpty)
@@ -397,20 +399,68 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
     }
 
     @Test func threadsThatRanSideBySideOrProcessesKeepTheirWakes() {
-        // The same wait, but w also ran alongside main for 200 of the 300 µs either ran: the
+        // The same wait, but w also ran alongside main for 100 of the 242 µs it ran: the
         // kernel's choice, not a lock, and it stays the kernel's to make.
-        let parallel = turnTaking(sameProcess: true, overlap: true).plan()
-        #expect(parallel.lockGroups.isEmpty)
-        #expect(Array(program(parallel, "main").atoms.prefix(3)) == [.run(nanoseconds: 20_000), .wake(edge: 0, target: 1, rendezvous: 1),
-                                                                    .run(nanoseconds: 30_000)])
         // Two processes share no lock the trace could hide; threads on one CPU could not
         // have run at once.
-        for s in [turnTaking(sameProcess: false), turnTaking(sameProcess: true, oneCPU: true)] {
+        for s in [turnTaking(overlap: true), turnTaking(sameProcess: false), turnTaking(oneCPU: true)] {
             let plan = s.plan()
             #expect(plan.lockGroups.isEmpty)
             #expect(Array(program(plan, "main").atoms.prefix(3)) == [.run(nanoseconds: 20_000), .wake(edge: 0, target: 1, rendezvous: 1),
                                                                     .run(nanoseconds: 30_000)])
         }
+    }
+
+    @Test func aWakeMovesToTheBlockOnlyIfItsWakeeWaitedForItAndOnlyPastRunsAndOtherWakes() throws {
+        // w ran on CPU 1 after the wake at 20 µs (it did not wait for main's block), tried,
+        // slept again at 25 µs and was woken at 49 µs: only that last wake moves.
+        let ranMeanwhile = turnTaking { s, main, w in
+            s.at(21, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: w))
+            s.at(25, cpu: 1, .switchTask(prev: w, prevState: .sleeping, next: .idle))
+            s.at(49, .waking(waker: main, target: w, targetCPU: CPU(0), context: .task))
+        }.plan()
+        #expect(ranMeanwhile.lockGroups.first?.wakesAtBlock == 2)
+        #expect(Array(program(ranMeanwhile, "main").atoms.prefix(4)) == [
+            .run(nanoseconds: 20_000), .wake(edge: 0, target: 1, rendezvous: 1), .run(nanoseconds: 30_000),
+            .wake(edge: 0, target: 1, rendezvous: 2)])
+        // Not past a timed sleep of the waker's (30–40 µs)…
+        let slept = turnTaking { s, main, _ in
+            s.at(30, .switchTask(prev: main, prevState: .sleeping, next: .idle))
+            s.at(40, .waking(waker: .idle, target: main, targetCPU: CPU(0), context: .hardIRQ))
+            s.at(40, .switchTask(prev: .idle, prevState: .running, next: main))
+        }.plan()
+        #expect(Array(program(slept, "main").atoms.prefix(4)) == [
+            .run(nanoseconds: 20_000), .wake(edge: 0, target: 1, rendezvous: 1), .run(nanoseconds: 10_000),
+            .sleepUntil(offset: 40_000, unmatched: false)])
+        // …nor past a second wake to the same wakee (30 µs; it found w awake).
+        let twice = turnTaking { s, main, w in
+            s.at(30, .waking(waker: main, target: w, targetCPU: CPU(0), context: .task))
+        }.plan()
+        #expect(Array(program(twice, "main").atoms.prefix(4)) == [
+            .run(nanoseconds: 20_000), .wake(edge: 0, target: 1, rendezvous: 1), .run(nanoseconds: 10_000),
+            .wake(edge: 0, target: 1, rendezvous: 0)])
+    }
+
+    @Test func aMovedWakeLeavesTheIndicesOfInFlightWakesValid() throws {
+        // main wakes y at 25 µs while y runs on CPU 1 (an in-flight wake); y blocks at 26 µs
+        // and runs again at 60 µs with no wake logged: that wake ended y's block, and main's
+        // atom for it becomes a wake y waits for — after main's wake to w moved (at 50 µs).
+        var y = TaskIndex(0)
+        let plan = turnTaking { s, main, _ in
+            y = s.task("y", tgid: 101)
+            s.at(24, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: y))
+            s.at(25, .waking(waker: main, target: y, targetCPU: CPU(1), context: .task))
+            s.at(26, cpu: 1, .switchTask(prev: y, prevState: .sleeping, next: .idle))
+            s.at(60, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: y))
+            s.at(62, cpu: 1, .exit(task: y))
+            s.at(62, cpu: 1, .switchTask(prev: y, prevState: .dead, next: .idle))
+        }.plan()
+        #expect(plan.inFlightWakes == 1)
+        #expect(plan.lockGroups.first?.wakesAtBlock == 2)
+        #expect(Array(program(plan, "main").atoms.prefix(4)) == [
+            .run(nanoseconds: 25_000), .wake(edge: 1, target: 2, rendezvous: 1), .run(nanoseconds: 25_000),
+            .wake(edge: 0, target: 1, rendezvous: 1)])
+        #expect(program(plan, "y").atoms.contains(.wait(edge: 1, count: 1, recordedWake: 25_000)))
     }
 
     @Test func kernelThreadsAreNotSelectedByDefault() {
