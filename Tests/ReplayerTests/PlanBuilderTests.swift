@@ -411,6 +411,23 @@ func program(_ plan: ReplayPlan, _ comm: String) -> TaskProgram {
         }
     }
 
+    @Test func aBusyThreadWithAHelperBesideItSharesNoLock() {
+        // main runs 1 ms on CPU 0; its helper runs 5 µs of every 100 µs on CPU 1, always
+        // beside main: two at once for 5 % of the time either ran, but for all of the time
+        // the helper (the thread other than the busiest) ran.
+        var s = TraceScript()
+        let main = s.task("main"), helper = s.task("helper", tgid: 101)
+        s.at(0, .switchTask(prev: .idle, prevState: .running, next: main))
+        for i in UInt64(0)..<10 {
+            let t = 10 + i * 100
+            s.at(t, .waking(waker: main, target: helper, targetCPU: CPU(1), context: .task))
+            s.at(t, cpu: 1, .switchTask(prev: .idle, prevState: .running, next: helper))
+            s.at(t + 5, cpu: 1, .switchTask(prev: helper, prevState: .sleeping, next: .idle))
+        }
+        s.at(1000, .exit(task: main))
+        #expect(s.plan().lockGroups.isEmpty)
+    }
+
     @Test func aWakeMovesToTheBlockOnlyIfItsWakeeWaitedForItAndOnlyPastRunsAndOtherWakes() throws {
         // w ran on CPU 1 after the wake at 20 µs (it did not wait for main's block), tried,
         // slept again at 25 µs and was woken at 49 µs: only that last wake moves.
