@@ -217,25 +217,20 @@ public enum PlanBuilder {
                 for i in threads {
                     // A thread's own intervals can overlap (a switch-in inferred early): merged,
                     // so that one thread is never two at once.
-                    var own: UInt64 = 0
-                    var current: (start: UInt64, end: UInt64)?
+                    var spans: [(start: UInt64, end: UInt64)] = []
                     for r in state[i].intervals where r.end > r.start {
                         cpus.insert(r.cpu)
-                        if let c = current, r.start <= c.end {
-                            current = (c.start, max(c.end, r.end))
-                            continue
+                        if let last = spans.last, r.start <= last.end {
+                            spans[spans.count - 1].end = max(last.end, r.end)
+                        } else {
+                            spans.append((r.start, r.end))
                         }
-                        if let c = current {
-                            marks.append((c.start, 1))
-                            marks.append((c.end, -1))
-                            own += c.end - c.start
-                        }
-                        current = (r.start, r.end)
                     }
-                    if let c = current {
-                        marks.append((c.start, 1))
-                        marks.append((c.end, -1))
-                        own += c.end - c.start
+                    var own: UInt64 = 0
+                    for span in spans {
+                        marks.append((span.start, 1))
+                        marks.append((span.end, -1))
+                        own += span.end - span.start
                     }
                     total = total.adding(saturating: own)
                     busiest = max(busiest, own)
