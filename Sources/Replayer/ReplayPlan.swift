@@ -153,6 +153,9 @@ public struct ReplayPlan: Equatable, Sendable {
     /// Processes taken to share a lock (`LockGroup`); empty with `--no-lock-inference`.
     public var lockGroups: [LockGroup] = []
 
+    /// One line per lock group that had wakes moved, for the console and the results' notes.
+    public var lockGroupNotes: [String] { lockGroups.filter { $0.wakesAtBlock > 0 }.map(\.description) }
+
     public init() {}
 
     public var totalRecordedCPU: UInt64 { programs.reduce(0) { $0.adding(saturating: $1.recordedCPUNanoseconds) } }

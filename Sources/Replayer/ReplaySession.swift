@@ -55,7 +55,7 @@ public final class ReplaySession {
         results = ReplayResults(tool: tool, trace: identity, machine: .current(), options: optionList)
         results.threadExitCostNanoseconds = engine.threadExitCost
         if let line = cpuLatencyDescription { results.addNote(line) }
-        for group in plan.lockGroups where group.wakesAtBlock > 0 { results.addNote(group.description) }
+        for line in plan.lockGroupNotes { results.addNote(line) }
         if let line = unreplayedLoad.description(all: selection.all) { results.addNote(line) }
     }
 

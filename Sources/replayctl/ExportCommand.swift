@@ -65,7 +65,7 @@ struct Export: ParsableCommand {
                 handle.write(Data(result.json.utf8))
                 printError("wrote \(output): \(result.taskCount) rt-app threads, \(result.phaseCount) phases "
                            + "(\(result.atomCount) atoms compressed), duration cap \(result.durationSeconds) s")
-                for group in plan.lockGroups where group.wakesAtBlock > 0 { printError("  \(group.description)") }
+                for line in plan.lockGroupNotes { printError("  \(line)") }
                 for note in result.notes { printError("  \(note)") }
             }
         }

@@ -151,7 +151,7 @@ struct Replay: ParsableCommand {
             print("  \(plan.handoffs) wakeup preemptions replayed as hand-offs (the waker resumes when its wakee blocks)")
             if let hint = plan.handOffPlacementHint { print("  hint: \(hint)") }
         }
-        for group in plan.lockGroups where group.wakesAtBlock > 0 { print("  \(group.description)") }
+        for line in plan.lockGroupNotes { print("  \(line)") }
         if plan.inFlightWakes > 0 {
             print("  \(plan.inFlightWakes) sleeps ended by a wake logged just before the sleeper switched out (replayed as waits on it)")
         }

@@ -102,6 +102,7 @@ func bareSleepCycleCPU() -> UInt64 {
         // Up to three replays, the first within the bounds passing: load from the other
         // suites only adds CPU, an engine that burns wrong is off every time (a fresh-clone
         // CI on a slow VM, 20 µs per sleep cycle, once had one replay 9.2 % over, 2026-12-08).
+        let options = ReplayOptions()
         var outcome = run
         var misses: [String] = []
         var cycleAtStart = cycleBefore
@@ -114,7 +115,6 @@ func bareSleepCycleCPU() -> UInt64 {
             let replayed = outcome.tasks.reduce(0.0) { $0 + Double($1.cpuNanoseconds) }
             let cycle = Double(max(cycleAtStart, bareSleepCycleCPU()))
             let briefBlocks = Double(outcome.counts.waitsAlreadySatisfied)
-            let options = ReplayOptions()
             let settling = Double(outcome.counts.wakesKeptUntilAsleep ?? 0) * Double(options.wakeSettleNanoseconds)
                 + Double(outcome.counts.wakesNotKeptUntilAsleep ?? 0) * Double(options.holdSpinNanoseconds)
             if recorded - replayed < 0.05 * recorded && replayed - recorded < 0.05 * recorded + briefBlocks * cycle + settling { break }
